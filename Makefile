@@ -1,0 +1,59 @@
+# banger: disposable Linux sandboxes on microVMs.
+#
+#   make install   OS packages, build, install banger and bangerd
+#   make test      unit, integration and end-to-end tests (root: namespaces, TAPs, VMs)
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+GO         ?= go
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -X banger/internal/cli.Version=$(VERSION) -X banger/internal/daemon.Version=$(VERSION)
+GOFLAGS    ?=
+E2E_TIMEOUT ?= 60m
+
+# OS packages banger needs at run time and for its tests.
+DEB_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs nftables openssh-client iproute2 ca-certificates
+
+.PHONY: all build deps install uninstall test test-unit test-integration test-e2e bench vet fmt clean
+
+all: build
+
+build:
+	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/banger ./cmd/banger
+	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/bangerd ./cmd/bangerd
+
+deps:
+	@scripts/install-deps.sh $(DEB_PACKAGES)
+	$(GO) mod download
+
+install: deps build
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 bin/banger bin/bangerd $(DESTDIR)$(BINDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/banger $(DESTDIR)$(BINDIR)/bangerd
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+	$(GO) vet -tags e2e ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+test: deps vet test-unit test-integration test-e2e
+
+test-unit:
+	$(GO) test -count=1 ./...
+
+test-integration:
+	$(GO) test -count=1 -tags integration -p 1 ./internal/...
+
+test-e2e: build
+	$(GO) test -count=1 -tags e2e -timeout $(E2E_TIMEOUT) -v ./test/e2e/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./internal/storage/...
+
+clean:
+	rm -rf bin

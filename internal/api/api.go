@@ -1,0 +1,123 @@
+// Package api is the wire contract between the banger CLI and bangerd:
+// RPC method names and their request and response types. Both sides
+// import it; it holds no behaviour.
+package api
+
+import (
+	"time"
+
+	"banger/internal/model"
+)
+
+// Method names.
+const (
+	MethodDaemonStatus = "daemon.status"
+	MethodDaemonStop   = "daemon.stop"
+
+	MethodImageBuild    = "image.build"
+	MethodImageList     = "image.list"
+	MethodImageShow     = "image.show"
+	MethodImageDelete   = "image.delete"
+	MethodImageRegister = "image.register"
+
+	MethodVMCreate  = "vm.create"
+	MethodVMStart   = "vm.start"
+	MethodVMStop    = "vm.stop"
+	MethodVMRestart = "vm.restart"
+	MethodVMKill    = "vm.kill"
+	MethodVMDelete  = "vm.delete"
+	MethodVMList    = "vm.list"
+	MethodVMShow    = "vm.show"
+	MethodVMSSHInfo = "vm.ssh_info"
+	MethodVMLogs    = "vm.logs"
+)
+
+// NotifyProgress is the notification method carrying Progress while a
+// long request runs.
+const NotifyProgress = "progress"
+
+// Progress reports one step of a long operation.
+type Progress struct {
+	OpID    string `json:"op_id"`
+	Subject string `json:"subject,omitempty"` // VM or image name
+	Step    string `json:"step"`
+	Message string `json:"message,omitempty"`
+	// Verbose progress is shown only with --verbose.
+	Verbose bool `json:"verbose,omitempty"`
+}
+
+// Empty is the params or result of methods that take or give nothing.
+type Empty struct{}
+
+// DaemonStatus describes the running daemon.
+type DaemonStatus struct {
+	PID        int       `json:"pid"`
+	Version    string    `json:"version"`
+	Socket     string    `json:"socket"`
+	StateDir   string    `json:"state_dir"`
+	StartedAt  time.Time `json:"started_at"`
+	VMM        string    `json:"vmm"`
+	Accel      string    `json:"accel"`
+	AccelNote  string    `json:"accel_note,omitempty"`
+	VMsRunning int       `json:"vms_running"`
+	VMsTotal   int       `json:"vms_total"`
+	Images     int       `json:"images"`
+}
+
+// Ref names one VM or image by id, unique id prefix or name.
+type Ref struct {
+	Ref string `json:"ref"`
+}
+
+// Refs names several VMs.
+type Refs struct {
+	Refs []string `json:"refs"`
+	// Signal is used by vm.kill ("KILL", "TERM", ...); empty means KILL.
+	Signal string `json:"signal,omitempty"`
+}
+
+// VMResults is the answer of lifecycle methods that act on several VMs:
+// one entry per ref, in order.
+type VMResults struct {
+	Results []VMResult `json:"results"`
+}
+
+// VMResult is the outcome for one ref.
+type VMResult struct {
+	Ref   string          `json:"ref"`
+	VM    *model.VMRecord `json:"vm,omitempty"`
+	Error string          `json:"error,omitempty"`
+}
+
+// ImageBuildRequest builds a managed image from a recipe.
+type ImageBuildRequest struct {
+	Name   string `json:"name"`
+	Force  bool   `json:"force,omitempty"`
+	Mirror string `json:"mirror,omitempty"`
+}
+
+// ImageRegisterRequest registers local artifacts as an image.
+type ImageRegisterRequest struct {
+	Name     string `json:"name"`
+	Rootfs   string `json:"rootfs"`
+	Kernel   string `json:"kernel"`
+	Initrd   string `json:"initrd,omitempty"`
+	Modules  string `json:"modules,omitempty"`
+	WorkSeed string `json:"work_seed,omitempty"`
+}
+
+// SSHInfo tells the CLI how to reach a VM over SSH.
+type SSHInfo struct {
+	Name       string `json:"name"`
+	GuestIP    string `json:"guest_ip"`
+	User       string `json:"user"`
+	KeyPath    string `json:"key_path"`
+	KnownHosts string `json:"known_hosts"`
+	// WorkDir is where commands start in the guest.
+	WorkDir string `json:"work_dir,omitempty"`
+}
+
+// VMLogs points at a VM's serial console log.
+type VMLogs struct {
+	Path string `json:"path"`
+}

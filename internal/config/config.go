@@ -1,0 +1,380 @@
+// Package config loads and validates the daemon's TOML configuration
+// into a model.DaemonConfig. Unknown keys and bad values are errors that
+// name the key; every problem in a file is reported at once. Only the
+// daemon and the CLI's config commands import it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"banger/internal/errdefs"
+	"banger/internal/model"
+	"banger/internal/paths"
+)
+
+// The VMM choices.
+const (
+	VMMAuto        = "auto"
+	VMMQEMU        = "qemu"
+	VMMFirecracker = "firecracker"
+)
+
+// file is the TOML shape of config.toml. Durations and sizes are strings
+// so they can be validated with the key that holds them.
+type file struct {
+	LogLevel           *string         `toml:"log_level"`
+	VMM                *string         `toml:"vmm"`
+	FirecrackerBin     *string         `toml:"firecracker_bin"`
+	JailerBin          *string         `toml:"jailer_bin"`
+	JailerEnabled      *bool           `toml:"jailer_enabled"`
+	JailerChrootBase   *string         `toml:"jailer_chroot_base"`
+	SSHKeyPath         *string         `toml:"ssh_key_path"`
+	AutoStopStaleAfter *string         `toml:"auto_stop_stale_after"`
+	StatsPollInterval  *string         `toml:"stats_poll_interval"`
+	BridgeName         *string         `toml:"bridge_name"`
+	BridgeIP           *string         `toml:"bridge_ip"`
+	CIDR               *string         `toml:"cidr"`
+	TapPoolSize        *int            `toml:"tap_pool_size"`
+	DefaultDNS         *string         `toml:"default_dns"`
+	DefaultImageName   *string         `toml:"default_image_name"`
+	FileSync           []fileSyncEntry `toml:"file_sync"`
+	VMDefaults         *vmDefaults     `toml:"vm_defaults"`
+}
+
+type fileSyncEntry struct {
+	Host  string `toml:"host"`
+	Guest string `toml:"guest"`
+	Mode  string `toml:"mode"`
+}
+
+type vmDefaults struct {
+	VCPUCount         *int    `toml:"vcpu_count"`
+	Memory            *string `toml:"memory"`
+	WorkDiskSize      *string `toml:"disk_size"`
+	SystemOverlaySize *string `toml:"system_overlay_size"`
+	NAT               *bool   `toml:"nat"`
+}
+
+// Default returns the configuration used when no file exists.
+func Default(layout paths.Layout) model.DaemonConfig {
+	home, _ := os.UserHomeDir()
+	return model.DaemonConfig{
+		LogLevel:          "info",
+		VMM:               VMMAuto,
+		FirecrackerBin:    "firecracker",
+		JailerBin:         model.DefaultJailerBinary,
+		JailerChrootBase:  "/srv/jailer",
+		SSHKeyPath:        layout.DefaultSSHKey(),
+		HostHomeDir:       home,
+		StatsPollInterval: model.DefaultStatsPollInterval,
+		BridgeName:        model.DefaultBridgeName,
+		BridgeIP:          model.DefaultBridgeIP,
+		CIDR:              model.DefaultCIDR,
+		TapPoolSize:       0,
+		DefaultDNS:        model.DefaultDNS,
+		DefaultImageName:  model.DefaultImageName,
+	}
+}
+
+// Load reads the config file of layout; a missing file yields defaults.
+func Load(layout paths.Layout) (model.DaemonConfig, error) {
+	data, err := os.ReadFile(layout.ConfigFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return Default(layout), nil
+	}
+	if err != nil {
+		return model.DaemonConfig{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(layout, string(data))
+	if err != nil {
+		return model.DaemonConfig{}, fmt.Errorf("config %s: %w", layout.ConfigFile(), err)
+	}
+	return cfg, nil
+}
+
+// Parse parses TOML text over the defaults and validates the result.
+func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
+	cfg := Default(layout)
+	var f file
+	md, err := toml.Decode(text, &f)
+	if err != nil {
+		return cfg, errdefs.Invalid(fmt.Errorf("parse: %s", oneLine(err.Error())))
+	}
+	var errs []error
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, 0, len(undecoded))
+		for _, k := range undecoded {
+			keys = append(keys, k.String())
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			errs = append(errs, fmt.Errorf("unknown key %q", k))
+		}
+	}
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = strings.TrimSpace(*src)
+		}
+	}
+	set(&cfg.LogLevel, f.LogLevel)
+	set(&cfg.VMM, f.VMM)
+	set(&cfg.FirecrackerBin, f.FirecrackerBin)
+	set(&cfg.JailerBin, f.JailerBin)
+	set(&cfg.JailerChrootBase, f.JailerChrootBase)
+	set(&cfg.SSHKeyPath, f.SSHKeyPath)
+	set(&cfg.BridgeName, f.BridgeName)
+	set(&cfg.BridgeIP, f.BridgeIP)
+	set(&cfg.CIDR, f.CIDR)
+	set(&cfg.DefaultDNS, f.DefaultDNS)
+	set(&cfg.DefaultImageName, f.DefaultImageName)
+	if f.JailerEnabled != nil {
+		cfg.JailerEnabled = *f.JailerEnabled
+	}
+	if f.TapPoolSize != nil {
+		cfg.TapPoolSize = *f.TapPoolSize
+	}
+	duration := func(key string, raw *string, dst *time.Duration, allowZero bool) {
+		if raw == nil {
+			return
+		}
+		s := strings.TrimSpace(*raw)
+		if s == "" || s == "0" {
+			if allowZero {
+				*dst = 0
+				return
+			}
+		}
+		d, err := time.ParseDuration(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s %q: not a duration (use forms like 30s, 10m, 2h)", key, *raw))
+		case d < 0 || (d == 0 && !allowZero):
+			errs = append(errs, fmt.Errorf("%s %q: must be positive", key, *raw))
+		default:
+			*dst = d
+		}
+	}
+	duration("auto_stop_stale_after", f.AutoStopStaleAfter, &cfg.AutoStopStaleAfter, true)
+	duration("stats_poll_interval", f.StatsPollInterval, &cfg.StatsPollInterval, false)
+	if f.VMDefaults != nil {
+		errs = append(errs, applyVMDefaults(&cfg.VMDefaults, f.VMDefaults)...)
+	}
+	for i, e := range f.FileSync {
+		entry := model.FileSyncEntry{Host: e.Host, Guest: e.Guest, Mode: e.Mode}
+		if err := ValidateFileSync(entry); err != nil {
+			errs = append(errs, fmt.Errorf("file_sync[%d]: %w", i, err))
+			continue
+		}
+		cfg.FileSync = append(cfg.FileSync, entry)
+	}
+	errs = append(errs, Validate(cfg)...)
+	if len(errs) > 0 {
+		return cfg, errdefs.Invalid(joinLines(errs))
+	}
+	return cfg, nil
+}
+
+func applyVMDefaults(dst *model.VMDefaultsOverride, v *vmDefaults) []error {
+	var errs []error
+	if v.VCPUCount != nil {
+		if err := ValidateVCPU(*v.VCPUCount); err != nil {
+			errs = append(errs, fmt.Errorf("vm_defaults.vcpu_count: %w", err))
+		} else {
+			dst.VCPUCount = *v.VCPUCount
+		}
+	}
+	if v.Memory != nil {
+		mib, err := ParseMemory(*v.Memory)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("vm_defaults.memory: %w", err))
+		} else {
+			dst.MemoryMiB = mib
+		}
+	}
+	size := func(key string, raw *string, out *int64) {
+		if raw == nil {
+			return
+		}
+		n, err := model.ParseSize(*raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("vm_defaults.%s: %w", key, err))
+			return
+		}
+		*out = n
+	}
+	size("disk_size", v.WorkDiskSize, &dst.WorkDiskSizeBytes)
+	size("system_overlay_size", v.SystemOverlaySize, &dst.SystemOverlaySizeByte)
+	if v.NAT != nil {
+		dst.NATEnabled = *v.NAT
+	}
+	return errs
+}
+
+// Validate checks the resolved values and returns one error per bad key.
+func Validate(cfg model.DaemonConfig) []error {
+	var errs []error
+	switch cfg.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", cfg.LogLevel))
+	}
+	switch cfg.VMM {
+	case VMMAuto, VMMQEMU, VMMFirecracker:
+	default:
+		errs = append(errs, fmt.Errorf("vmm %q: want auto, qemu or firecracker", cfg.VMM))
+	}
+	for _, p := range []struct{ key, val string }{
+		{"firecracker_bin", cfg.FirecrackerBin},
+		{"jailer_bin", cfg.JailerBin},
+		{"jailer_chroot_base", cfg.JailerChrootBase},
+		{"ssh_key_path", cfg.SSHKeyPath},
+	} {
+		if p.val == "" {
+			errs = append(errs, fmt.Errorf("%s: must not be empty", p.key))
+		}
+	}
+	if cfg.JailerChrootBase != "" && !filepath.IsAbs(cfg.JailerChrootBase) {
+		errs = append(errs, fmt.Errorf("jailer_chroot_base %q: must be an absolute path", cfg.JailerChrootBase))
+	}
+	if cfg.SSHKeyPath != "" && !filepath.IsAbs(cfg.SSHKeyPath) {
+		errs = append(errs, fmt.Errorf("ssh_key_path %q: must be an absolute path", cfg.SSHKeyPath))
+	}
+	if !validIfName(cfg.BridgeName) {
+		errs = append(errs, fmt.Errorf("bridge_name %q: want 1-15 characters of letters, digits, '-', '_' or '.'", cfg.BridgeName))
+	}
+	ip := net.ParseIP(cfg.BridgeIP)
+	if ip == nil || ip.To4() == nil {
+		errs = append(errs, fmt.Errorf("bridge_ip %q: not an IPv4 address", cfg.BridgeIP))
+	}
+	var prefix int
+	if _, err := fmt.Sscanf(cfg.CIDR, "%d", &prefix); err != nil || fmt.Sprint(prefix) != cfg.CIDR || prefix < 8 || prefix > 30 {
+		errs = append(errs, fmt.Errorf("cidr %q: want a prefix length between 8 and 30, e.g. \"24\"", cfg.CIDR))
+	}
+	if cfg.TapPoolSize < 0 || cfg.TapPoolSize > 64 {
+		errs = append(errs, fmt.Errorf("tap_pool_size %d: want 0 to 64", cfg.TapPoolSize))
+	}
+	if dns := net.ParseIP(cfg.DefaultDNS); dns == nil || dns.To4() == nil {
+		errs = append(errs, fmt.Errorf("default_dns %q: not an IPv4 address", cfg.DefaultDNS))
+	}
+	if err := model.ValidateName(cfg.DefaultImageName); err != nil {
+		errs = append(errs, fmt.Errorf("default_image_name: %w", err))
+	}
+	return errs
+}
+
+// ValidateVCPU checks a vCPU count.
+func ValidateVCPU(n int) error {
+	if n < 1 || n > model.MaxVCPUCount {
+		return fmt.Errorf("vcpu count %d: want 1 to %d", n, model.MaxVCPUCount)
+	}
+	return nil
+}
+
+// ParseMemory parses a memory size: a size with a unit ("2G", "512M") or
+// a bare number of MiB, between MinMemoryMiB and MaxMemoryMiB.
+func ParseMemory(raw string) (int, error) {
+	s := strings.TrimSpace(raw)
+	mib := 0
+	if s != "" && strings.Trim(s, "0123456789") == "" && len(s) <= 7 {
+		fmt.Sscanf(s, "%d", &mib)
+	} else {
+		bytes, err := parseAnySize(s)
+		if err != nil {
+			return 0, err
+		}
+		if bytes%(1024*1024) != 0 {
+			return 0, fmt.Errorf("invalid memory %q: must be a whole number of MiB", raw)
+		}
+		mib = int(bytes / (1024 * 1024))
+	}
+	if mib < model.MinMemoryMiB || mib > model.MaxMemoryMiB {
+		return 0, fmt.Errorf("invalid memory %q: want %d MiB to %d GiB", raw, model.MinMemoryMiB, model.MaxMemoryMiB/1024)
+	}
+	return mib, nil
+}
+
+// parseAnySize is ParseSize without the disk ceiling: memory has its own.
+func parseAnySize(raw string) (int64, error) {
+	n, err := model.ParseSize(raw)
+	if err != nil && strings.Contains(err.Error(), "exceeds") {
+		return 0, fmt.Errorf("invalid memory %q: want at most %d GiB", raw, model.MaxMemoryMiB/1024)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("invalid memory %q: want a size such as 2G or 512M", raw)
+	}
+	return n, nil
+}
+
+// ValidateFileSync checks one [[file_sync]] entry.
+func ValidateFileSync(e model.FileSyncEntry) error {
+	switch {
+	case e.Host == "":
+		return errors.New("host: must not be empty")
+	case strings.HasPrefix(e.Host, "~") && !strings.HasPrefix(e.Host, "~/") && e.Host != "~":
+		return fmt.Errorf("host %q: ~user paths are not supported; use ~/...", e.Host)
+	case !strings.HasPrefix(e.Host, "~/") && !filepath.IsAbs(e.Host):
+		return fmt.Errorf("host %q: must be ~/... or an absolute path under your home", e.Host)
+	case hasDotDot(e.Host):
+		return fmt.Errorf("host %q: must not contain '..'", e.Host)
+	case e.Guest == "":
+		return errors.New("guest: must not be empty")
+	case hasDotDot(e.Guest):
+		return fmt.Errorf("guest %q: must not contain '..'", e.Guest)
+	case filepath.IsAbs(e.Guest) && e.Guest != "/root" && !strings.HasPrefix(e.Guest, "/root/"):
+		return fmt.Errorf("guest %q: must be under /root", e.Guest)
+	}
+	if e.Mode != "" {
+		var mode uint32
+		if _, err := fmt.Sscanf(e.Mode, "%o", &mode); err != nil || strings.Trim(e.Mode, "01234567") != "" || mode > 0o7777 {
+			return fmt.Errorf("mode %q: want an octal mode such as 0600", e.Mode)
+		}
+	}
+	return nil
+}
+
+func hasDotDot(p string) bool {
+	for _, part := range strings.Split(filepath.ToSlash(p), "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func validIfName(name string) bool {
+	if name == "" || len(name) > 15 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// joinLines joins errors into one error whose message puts each on its
+// own line after the first ("2 problems:").
+func joinLines(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("%d problems: %s", len(errs), strings.Join(msgs, "; "))
+}

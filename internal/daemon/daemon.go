@@ -1,0 +1,177 @@
+// Package daemon is bangerd: it wires the store, network, image catalog,
+// VMM driver and VM service together, reconciles them with the host at
+// start, serves JSON-RPC on the unix socket and shuts down in order.
+// Running VMs outlive the daemon. Only cmd/bangerd imports it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"banger/internal/config"
+	"banger/internal/model"
+	"banger/internal/network"
+	"banger/internal/paths"
+	"banger/internal/rpc"
+	"banger/internal/sshkey"
+	"banger/internal/store"
+	"banger/internal/vm"
+	"banger/internal/vmm"
+	"banger/internal/vmm/qemu"
+)
+
+// Version is the daemon's version, set at build time.
+var Version = "dev"
+
+// Daemon is a running bangerd.
+type Daemon struct {
+	layout    paths.Layout
+	cfg       model.DaemonConfig
+	logger    *slog.Logger
+	store     *store.Store
+	images    *images
+	vms       *vm.Service
+	driver    vmm.Driver
+	accel     string
+	accelNote string
+	started   time.Time
+
+	stopOnce sync.Once
+	stop     chan struct{}
+}
+
+// New loads the configuration and opens every subsystem.
+func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon, error) {
+	cfg, err := config.Load(layout)
+	if err != nil {
+		return nil, err
+	}
+	if err := layout.Ensure(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bangerd must run as root: it creates bridges, TAP devices and VM processes")
+	}
+	if err := network.Available(); err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, layout.DBFile())
+	if err != nil {
+		return nil, err
+	}
+	key, err := sshkey.Ensure(cfg.SSHKeyPath)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	netm, err := network.New(network.Config{BridgeName: cfg.BridgeName, BridgeIP: cfg.BridgeIP, CIDR: cfg.CIDR}, logger.With("component", "network"))
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	driver, accel, note, err := newDriver(cfg, logger)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	imgs := &images{layout: layout, store: st, key: key, logger: logger.With("component", "images")}
+	d := &Daemon{
+		layout:    layout,
+		cfg:       cfg,
+		logger:    logger,
+		store:     st,
+		images:    imgs,
+		driver:    driver,
+		accel:     accel,
+		accelNote: note,
+		started:   time.Now().UTC(),
+		stop:      make(chan struct{}),
+	}
+	d.vms = vm.New(vm.Deps{
+		Config:     cfg,
+		Layout:     layout,
+		Store:      st,
+		Network:    netm,
+		Images:     imgs,
+		Driver:     driver,
+		Key:        key,
+		KnownHosts: &sshkey.KnownHosts{Path: layout.KnownHosts()},
+		Logger:     logger.With("component", "vm"),
+	})
+	return d, nil
+}
+
+func newDriver(cfg model.DaemonConfig, logger *slog.Logger) (vmm.Driver, string, string, error) {
+	switch cfg.VMM {
+	case config.VMMFirecracker:
+		return nil, "", "", errors.New("vmm \"firecracker\": the firecracker driver is not available in this build yet; use vmm = \"qemu\" or \"auto\"")
+	case config.VMMAuto, config.VMMQEMU, "":
+		d := qemu.New(qemu.Options{Accel: "auto", Logger: logger.With("component", "qemu")})
+		accel, note := d.Accel()
+		return d, accel, note, nil
+	}
+	return nil, "", "", fmt.Errorf("vmm %q: unknown", cfg.VMM)
+}
+
+// Run reconciles, serves until ctx ends or daemon.stop is called, then
+// shuts down. VMs keep running.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.store.Close()
+	if err := d.vms.Reconcile(ctx); err != nil {
+		d.logger.Warn("reconcile finished with errors", "error", err)
+	}
+	ln, err := rpc.Listen(d.layout.Socket())
+	if err != nil {
+		return err
+	}
+	defer os.Remove(d.layout.Socket())
+	if err := os.WriteFile(d.layout.PIDFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		ln.Close()
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	defer os.Remove(d.layout.PIDFile())
+
+	srv := rpc.NewServer(d.logger)
+	d.register(srv)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-d.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go d.watch(ctx)
+	d.logger.Info("bangerd ready", "socket", d.layout.Socket(), "vmm", d.driver.Name(), "accel", d.accel, "version", Version)
+	err = srv.Serve(ctx, ln)
+	d.logger.Info("bangerd stopped")
+	return err
+}
+
+// watch notices VMs whose guest powered off on its own.
+func (d *Daemon) watch(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := d.vms.List(ctx); err != nil && ctx.Err() == nil {
+				d.logger.Warn("refresh vm states", "error", err)
+			}
+		}
+	}
+}
+
+// Stop asks Run to return.
+func (d *Daemon) Stop() {
+	d.stopOnce.Do(func() { close(d.stop) })
+}

@@ -1,0 +1,197 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"banger/internal/errdefs"
+)
+
+// tunDevice is the clone device TAPs are made through.
+const tunDevice = "/dev/net/tun"
+
+// tapFlags: one queue, no packet information header, virtio-net header
+// on (QEMU and Firecracker both want it and may set it again when they
+// attach). TUN_EXCL makes creation fail instead of attaching when a TAP
+// of the name appears concurrently; it is not stored on the device.
+const tapFlags = netlink.TUNTAP_TUN_EXCL | netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR
+
+// CreateTap makes a persistent TAP owned by root, attaches it to the
+// bridge and sets it up. It is idempotent: an existing TAP of that name
+// is attached and set up. A link of that name that is not a TAP is an
+// errdefs.ErrConflict error; a missing bridge an errdefs.ErrNotFound
+// error. A TAP this call created is removed again if a later step fails.
+func (m *Manager) CreateTap(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("create tap %q: %w", name, err)
+	}
+	if err := validIfName(name); err != nil {
+		return errdefs.Invalid(fmt.Errorf("create tap %q: %w", name, err))
+	}
+	// The TAP is made by an ioctl in this thread's namespace; keep the
+	// whole operation, including any undo, on one thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if err := m.createTap(name); err != nil {
+		return fmt.Errorf("create tap %q: %w", name, err)
+	}
+	return nil
+}
+
+func (m *Manager) createTap(name string) (err error) {
+	br, _, err := m.bridgeLink(false)
+	if err != nil {
+		return fmt.Errorf("bridge %q: %w", m.cfg.BridgeName, err)
+	}
+	link, err := m.nl.LinkByName(name)
+	created := false
+	if isLinkGone(err) {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = name
+		addErr := m.nl.LinkAdd(&netlink.Tuntap{
+			LinkAttrs: attrs,
+			Mode:      netlink.TUNTAP_MODE_TAP,
+			Flags:     tapFlags,
+			Owner:     0,
+			Group:     0,
+		})
+		link, err = m.nl.LinkByName(name)
+		switch {
+		case addErr != nil && err != nil:
+			return fmt.Errorf("add link: %w", addErr)
+		case addErr == nil && err != nil:
+			// The TAP went into this thread's namespace, which is not
+			// the Manager's: remove it there (the package-level netlink
+			// functions use this thread's namespace) and refuse.
+			err = fmt.Errorf("new tap not visible to the manager (called from another network namespace than New?): %w", err)
+			if l, lerr := netlink.LinkByName(name); lerr == nil {
+				if derr := netlink.LinkDel(l); derr != nil {
+					err = errors.Join(err, fmt.Errorf("undo create: %w", derr))
+				}
+			}
+			return err
+		}
+		// addErr != nil with the link present: a concurrent caller made
+		// it, so it is not ours to undo.
+		created = addErr == nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up: %w", err)
+	}
+	if created {
+		m.logger.Info("tap created", "tap", name)
+		defer func() {
+			if err == nil {
+				return
+			}
+			if delErr := m.nl.LinkDel(link); delErr != nil && !isLinkGone(delErr) {
+				err = errors.Join(err, fmt.Errorf("undo create: %w", delErr))
+			}
+		}()
+		if m.afterTapAdd != nil {
+			m.afterTapAdd(name)
+		}
+	}
+	if err := checkTap(link); err != nil {
+		return err
+	}
+	if link.Attrs().MasterIndex != br.Attrs().Index {
+		if err := m.nl.LinkSetMaster(link, br); err != nil {
+			return fmt.Errorf("attach to bridge %q: %w", m.cfg.BridgeName, err)
+		}
+	}
+	if err := m.nl.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set up: %w", err)
+	}
+	return nil
+}
+
+// DeleteTap removes a TAP; a missing one is fine. A link of that name
+// that is not a TAP is left alone and reported as errdefs.ErrConflict.
+func (m *Manager) DeleteTap(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("delete tap %q: %w", name, err)
+	}
+	if err := validIfName(name); err != nil {
+		return errdefs.Invalid(fmt.Errorf("delete tap %q: %w", name, err))
+	}
+	link, err := m.nl.LinkByName(name)
+	if isLinkGone(err) {
+		return nil
+	}
+	if err == nil {
+		err = checkTap(link)
+	}
+	if err == nil {
+		err = m.nl.LinkDel(link)
+		if isLinkGone(err) {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("delete tap %q: %w", name, err)
+	}
+	m.logger.Info("tap deleted", "tap", name)
+	return nil
+}
+
+// ListTaps returns the sorted names of the TAPs whose name starts with
+// TapPrefix. Other kinds of links with that prefix (TUN devices
+// included) are not listed, so a sweep of orphans never removes what
+// banger did not make.
+func (m *Manager) ListTaps(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list taps: %w", err)
+	}
+	links, err := m.linkList()
+	if err != nil {
+		return nil, fmt.Errorf("list taps: %w", err)
+	}
+	var names []string
+	for _, l := range links {
+		if checkTap(l) == nil && strings.HasPrefix(l.Attrs().Name, TapPrefix) {
+			names = append(names, l.Attrs().Name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// checkTap reports an errdefs.ErrConflict error unless link is a TAP.
+func checkTap(link netlink.Link) error {
+	tt, ok := link.(*netlink.Tuntap)
+	if !ok {
+		return errdefs.WithKind(errdefs.ErrConflict, fmt.Errorf("link exists but is a %s, not a tap", link.Type()))
+	}
+	if tt.Mode != netlink.TUNTAP_MODE_TAP {
+		return errdefs.WithKind(errdefs.ErrConflict, fmt.Errorf("link exists but is a tun (layer 3) device, not a tap"))
+	}
+	return nil
+}
+
+// Available checks that TAPs can be made here: /dev/net/tun exists and
+// opens read-write. The error, errdefs.ErrUnavailable, says what to fix.
+func Available() error {
+	f, err := os.OpenFile(tunDevice, os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+		return nil
+	}
+	var hint string
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		hint = "load the tun kernel module (modprobe tun) or create the device node (mknod /dev/net/tun c 10 200)"
+	case errors.Is(err, os.ErrPermission):
+		hint = "run bangerd as root or with CAP_NET_ADMIN"
+	default:
+		hint = "check that the tun kernel module is loaded"
+	}
+	return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("open %s: %w: %s", tunDevice, err, hint))
+}

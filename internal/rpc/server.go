@@ -1,0 +1,212 @@
+// Package rpc carries JSON-RPC 2.0 over a unix socket between the banger
+// CLI and bangerd. Each connection holds one request; while it runs, the
+// server may send notifications (progress) before the response. Closing
+// the connection cancels the request. Error kinds (errdefs) map to codes
+// in errors.go and back, so both sides keep errors.Is.
+package rpc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"banger/internal/model"
+)
+
+// MaxRequestBytes bounds one request line.
+const MaxRequestBytes = 4 << 20
+
+const version = "2.0"
+
+type request struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+type response struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Method  string          `json:"method,omitempty"`
+	Params  any             `json:"params,omitempty"`
+	Result  any             `json:"result,omitempty"`
+	Error   *Error          `json:"error,omitempty"`
+}
+
+// Call is one request being served.
+type Call struct {
+	OpID   string
+	Method string
+	Logger *slog.Logger
+
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// Notify sends a notification to the caller. Failures (a gone client)
+// are ignored: the request's context is canceled in that case.
+func (c *Call) Notify(method string, params any) {
+	if c == nil || c.enc == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.enc.Encode(response{JSONRPC: version, Method: method, Params: params})
+}
+
+type callKey struct{}
+
+// CallFrom returns the Call a context belongs to, or nil.
+func CallFrom(ctx context.Context) *Call {
+	c, _ := ctx.Value(callKey{}).(*Call)
+	return c
+}
+
+// handler serves one method with raw params.
+type handler func(ctx context.Context, params json.RawMessage) (any, error)
+
+// Server dispatches requests to registered methods.
+type Server struct {
+	logger   *slog.Logger
+	handlers map[string]handler
+
+	mu     sync.Mutex
+	active sync.WaitGroup
+}
+
+// NewServer returns a server with no methods.
+func NewServer(logger *slog.Logger) *Server {
+	return &Server{logger: logger, handlers: map[string]handler{}}
+}
+
+// Register adds a method whose params decode strictly into P.
+func Register[P, R any](s *Server, method string, fn func(ctx context.Context, p P) (R, error)) {
+	s.handlers[method] = func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var p P
+		if len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&p); err != nil {
+				return nil, newError(CodeInvalidParams, "invalid params for %s: %s", method, err)
+			}
+			if dec.More() {
+				return nil, newError(CodeInvalidParams, "invalid params for %s: trailing data", method)
+			}
+		}
+		return fn(ctx, p)
+	}
+}
+
+// Serve accepts connections until ctx ends or the listener closes, then
+// waits for running requests.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	defer s.active.Wait()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.active.Add(1)
+		go func() {
+			defer s.active.Done()
+			s.serveConn(ctx, conn)
+		}()
+	}
+}
+
+func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	opID, err := model.NewOpID()
+	if err != nil {
+		opID = "op-unknown"
+	}
+	logger := s.logger.With("op", opID)
+	enc := json.NewEncoder(conn)
+	reader := bufio.NewReaderSize(io.LimitReader(conn, MaxRequestBytes+1), 64<<10)
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	line, err := reader.ReadBytes('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		if len(line) > MaxRequestBytes {
+			_ = enc.Encode(response{JSONRPC: version, Error: &Error{Code: CodeInvalidRequest, Message: "request too large", Data: &Data{OpID: opID}}})
+		}
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	var req request
+	if err := json.Unmarshal(line, &req); err != nil {
+		_ = enc.Encode(response{JSONRPC: version, Error: &Error{Code: CodeParseError, Message: "parse error: " + err.Error(), Data: &Data{OpID: opID}}})
+		return
+	}
+	if req.JSONRPC != version || req.Method == "" {
+		_ = enc.Encode(response{JSONRPC: version, ID: req.ID, Error: &Error{Code: CodeInvalidRequest, Message: "invalid request: want jsonrpc 2.0 and a method", Data: &Data{OpID: opID}}})
+		return
+	}
+	h, ok := s.handlers[req.Method]
+	if !ok {
+		_ = enc.Encode(response{JSONRPC: version, ID: req.ID, Error: &Error{Code: CodeMethodNotFound, Message: fmt.Sprintf("unknown method %q", req.Method), Data: &Data{OpID: opID}}})
+		return
+	}
+
+	// The request lives as long as the client keeps the connection open.
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, reader)
+		cancel()
+	}()
+	call := &Call{OpID: opID, Method: req.Method, Logger: logger, enc: enc}
+	reqCtx = context.WithValue(reqCtx, callKey{}, call)
+
+	start := time.Now()
+	logger.Debug("request", "method", req.Method)
+	result, err := h(reqCtx, req.Params)
+	call.mu.Lock()
+	defer call.mu.Unlock()
+	if err != nil {
+		wire := toError(err, opID)
+		logger.Warn("request failed", "method", req.Method, "error", err.Error(), "code", wire.Code, "duration", time.Since(start).Round(time.Millisecond))
+		_ = enc.Encode(response{JSONRPC: version, ID: req.ID, Error: wire})
+		return
+	}
+	logger.Info("request", "method", req.Method, "duration", time.Since(start).Round(time.Millisecond))
+	if result == nil {
+		result = struct{}{}
+	}
+	_ = enc.Encode(response{JSONRPC: version, ID: req.ID, Result: result})
+}
+
+// Listen creates the unix socket at path with mode 0600, replacing a
+// stale socket file that nothing answers on.
+func Listen(path string) (net.Listener, error) {
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return nil, fmt.Errorf("listen %s: another daemon answers on it", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}

@@ -1,0 +1,84 @@
+package vm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"banger/internal/model"
+	"banger/internal/vmm"
+)
+
+// handlesFile is the name of the live-handle file in a VM's directory.
+const handlesFile = "handles.json"
+
+// handles is what the daemon needs to reach or tear down a VM's host
+// resources. It is written before each resource is used, so a daemon
+// that dies at any point finds what it must clean up.
+type handles struct {
+	VMM vmm.Handle `json:"vmm"`
+	Tap string     `json:"tap,omitempty"`
+}
+
+func writeHandles(dir string, h handles) error {
+	data, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode handles: %w", err)
+	}
+	tmp := filepath.Join(dir, handlesFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write handles: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, handlesFile)); err != nil {
+		return fmt.Errorf("write handles: %w", err)
+	}
+	return nil
+}
+
+// readHandles returns the handles of a VM, falling back to the mirror on
+// its record when the file is missing or corrupt.
+func readHandles(rec model.VMRecord) handles {
+	var h handles
+	data, err := os.ReadFile(filepath.Join(rec.Runtime.VMDir, handlesFile))
+	if err == nil && json.Unmarshal(data, &h) == nil {
+		return h
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// Unreadable: use the record's mirror below.
+		h = handles{}
+	}
+	return handlesFromRecord(rec)
+}
+
+func handlesFromRecord(rec model.VMRecord) handles {
+	return handles{
+		Tap: rec.Runtime.TapDevice,
+		VMM: vmm.Handle{
+			Driver:        rec.Runtime.VMM,
+			PID:           rec.Runtime.PID,
+			StartTime:     rec.Runtime.PIDStartTime,
+			ControlSocket: rec.Runtime.APISockPath,
+			Accel:         rec.Runtime.Accel,
+			ConsoleLog:    rec.Runtime.LogPath,
+			AgentSocket:   rec.Runtime.VSockPath,
+		},
+	}
+}
+
+// mirror copies the teardown-critical parts of h onto the record.
+func mirror(rec *model.VMRecord, h handles) {
+	rec.Runtime.TapDevice = h.Tap
+	rec.Runtime.PID = h.VMM.PID
+	rec.Runtime.PIDStartTime = h.VMM.StartTime
+	if h.VMM.ControlSocket != "" {
+		rec.Runtime.APISockPath = h.VMM.ControlSocket
+	}
+	if h.VMM.Driver != "" {
+		rec.Runtime.VMM = h.VMM.Driver
+	}
+	if h.VMM.Accel != "" {
+		rec.Runtime.Accel = h.VMM.Accel
+	}
+}

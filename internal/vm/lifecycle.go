@@ -1,0 +1,348 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"banger/internal/model"
+	"banger/internal/network"
+	"banger/internal/sshkey"
+	"banger/internal/vmm"
+)
+
+// Start boots a created or stopped VM and waits until SSH answers.
+func (s *Service) Start(ctx context.Context, ref string, report func(step, msg string)) (model.VMRecord, error) {
+	rec, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return rec, err
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	if rec, err = s.store.GetVM(ctx, rec.ID); err != nil {
+		return rec, err
+	}
+	if rec.State == model.VMStateRunning {
+		if vmm.Alive(readHandles(rec).VMM) {
+			return rec, nil
+		}
+		if err := s.settleStoppedLocked(ctx, &rec, ""); err != nil {
+			return rec, err
+		}
+	}
+	return s.startLocked(ctx, rec, report)
+}
+
+// startLocked runs the start pipeline; the caller holds the VM's lock.
+func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report func(step, msg string)) (model.VMRecord, error) {
+	logger := s.logger.With("vm", rec.Name, "vm_id", rec.ID[:12])
+	img, err := s.store.GetImage(ctx, rec.ImageID)
+	if err != nil {
+		return rec, fmt.Errorf("start vm %q: %w", rec.Name, err)
+	}
+	if err := checkImageArtifacts(img); err != nil {
+		return rec, fmt.Errorf("start vm %q: %w", rec.Name, err)
+	}
+	tap := network.TapName(rec.ID)
+	h := handles{Tap: tap}
+	prefix := s.cfg.CIDR
+	spec := vmm.Spec{
+		ID:         rec.ID,
+		Name:       rec.Name,
+		VCPUs:      rec.Spec.VCPUCount,
+		MemoryMiB:  rec.Spec.MemoryMiB,
+		Kernel:     img.KernelPath,
+		Initrd:     img.InitrdPath,
+		TapDevice:  tap,
+		MAC:        rec.Runtime.MACAddress,
+		Dir:        rec.Runtime.VMDir,
+		ConsoleLog: rec.Runtime.LogPath,
+		Cmdline: kernelCmdline(bootParams{
+			GuestIP:  rec.Runtime.GuestIP,
+			Prefix:   prefix,
+			Gateway:  s.cfg.BridgeIP,
+			DNS:      s.cfg.DefaultDNS,
+			Hostname: rec.Name,
+			MAC:      rec.Runtime.MACAddress,
+		}),
+		Disks: []vmm.Disk{
+			{ID: "system", Path: rec.Runtime.SystemOverlay, Format: "qcow2"},
+			{ID: "work", Path: rec.Runtime.WorkDiskPath, Format: "raw"},
+		},
+	}
+	steps := []step{
+		{
+			name: "bridge",
+			do:   func(ctx context.Context) error { return s.network.EnsureBridge(ctx) },
+		},
+		{
+			name: "tap",
+			do: func(ctx context.Context) error {
+				// Intent first: a daemon dying after this finds the TAP.
+				if err := s.persistLocked(ctx, &rec, h); err != nil {
+					return err
+				}
+				return s.network.CreateTap(ctx, tap)
+			},
+			undo: func(ctx context.Context) error { return s.network.DeleteTap(ctx, tap) },
+		},
+		{
+			name: "vmm",
+			do: func(ctx context.Context) error {
+				vh, err := s.driver.Start(ctx, spec)
+				if err != nil {
+					return err
+				}
+				h.VMM = vh
+				rec.State = model.VMStateRunning
+				rec.Runtime.LastError = ""
+				return s.persistLocked(ctx, &rec, h)
+			},
+			undo: func(ctx context.Context) error {
+				return vmm.Kill(ctx, h.VMM)
+			},
+		},
+		{
+			name: "ssh",
+			do: func(ctx context.Context) error {
+				if report != nil {
+					report("wait-ssh", fmt.Sprintf("waiting for %s (%s) to answer SSH", rec.Name, rec.Runtime.GuestIP))
+				}
+				return s.waitSSH(ctx, rec, h)
+			},
+		},
+	}
+	logger.Info("starting vm")
+	start := time.Now()
+	if err := runSteps(ctx, logger, verbose(report), steps); err != nil {
+		failure := fmt.Errorf("start vm %q: %w", rec.Name, err)
+		rec.State = model.VMStateError
+		rec.Runtime.LastError = oneLine(failure.Error())
+		h.VMM = vmm.Handle{}
+		if perr := s.persistLocked(context.WithoutCancel(ctx), &rec, handles{}); perr != nil {
+			logger.Error("record start failure", "error", perr)
+		}
+		return rec, failure
+	}
+	rec.LastTouchedAt = model.Now()
+	if err := s.store.UpdateVM(ctx, rec); err != nil {
+		return rec, err
+	}
+	logger.Info("vm running", "ip", rec.Runtime.GuestIP, "pid", h.VMM.PID, "accel", h.VMM.Accel, "duration", time.Since(start).Round(time.Millisecond))
+	return rec, nil
+}
+
+// waitSSH waits until the guest answers SSH, failing early when the VMM
+// process exits.
+func (s *Service) waitSSH(ctx context.Context, rec model.VMRecord, h handles) error {
+	ctx, cancel := context.WithTimeout(ctx, s.SSHTimeout)
+	defer cancel()
+	exited := make(chan struct{})
+	go func() {
+		_ = vmm.WaitExit(ctx, h.VMM)
+		if ctx.Err() == nil {
+			close(exited)
+			cancel()
+		}
+	}()
+	err := sshkey.WaitReady(ctx, rec.Runtime.GuestIP+":22", s.key.Signer, s.knownHosts.Callback(knownHostNames(rec)...))
+	select {
+	case <-exited:
+		return fmt.Errorf("the vmm exited during boot; see banger vm logs %s", rec.Name)
+	default:
+	}
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("guest did not answer ssh within %s; see banger vm logs %s", s.SSHTimeout, rec.Name)
+	}
+	return err
+}
+
+// persistLocked writes the handles file and mirrors it onto the record.
+func (s *Service) persistLocked(ctx context.Context, rec *model.VMRecord, h handles) error {
+	if err := writeHandles(rec.Runtime.VMDir, h); err != nil {
+		return err
+	}
+	mirror(rec, h)
+	rec.Runtime.State = rec.State
+	return s.store.UpdateVM(ctx, *rec)
+}
+
+// Stop powers a VM off gracefully, killing it when the guest does not
+// power off within StopTimeout.
+func (s *Service) Stop(ctx context.Context, ref string) (model.VMRecord, error) {
+	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
+		h := readHandles(*rec)
+		if vmm.Alive(h.VMM) {
+			s.shutdownLocked(ctx, *rec, h)
+		}
+		return s.settleStoppedLocked(ctx, rec, "")
+	})
+}
+
+func (s *Service) shutdownLocked(ctx context.Context, rec model.VMRecord, h handles) {
+	logger := s.logger.With("vm", rec.Name)
+	waitCtx, cancel := context.WithTimeout(ctx, s.StopTimeout)
+	defer cancel()
+	if err := s.driver.Shutdown(waitCtx, h.VMM); err != nil {
+		logger.Warn("graceful shutdown request failed", "error", err)
+	} else if err := vmm.WaitExit(waitCtx, h.VMM); err == nil {
+		logger.Info("guest powered off")
+		return
+	}
+	logger.Warn("guest did not power off in time; killing", "timeout", s.StopTimeout)
+	killCtx, cancelKill := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancelKill()
+	if err := vmm.Kill(killCtx, h.VMM); err != nil {
+		logger.Error("kill vmm", "error", err)
+	}
+}
+
+// Kill sends sig to a VM's VMM process (SIGKILL when sig is 0) and
+// settles the VM as stopped once the process is gone.
+func (s *Service) Kill(ctx context.Context, ref string, sig syscall.Signal) (model.VMRecord, error) {
+	if sig == 0 {
+		sig = syscall.SIGKILL
+	}
+	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
+		h := readHandles(*rec)
+		if err := vmm.Signal(h.VMM, sig); err != nil && !errors.Is(err, vmm.ErrNotRunning) {
+			return fmt.Errorf("signal vmm: %w", err)
+		}
+		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := vmm.WaitExit(waitCtx, h.VMM); err != nil {
+			return fmt.Errorf("vmm still running after %s: %w", sig, err)
+		}
+		return s.settleStoppedLocked(ctx, rec, "")
+	})
+}
+
+// Restart stops and starts a VM.
+func (s *Service) Restart(ctx context.Context, ref string, report func(step, msg string)) (model.VMRecord, error) {
+	if _, err := s.Stop(ctx, ref); err != nil {
+		return model.VMRecord{}, err
+	}
+	return s.Start(ctx, ref, report)
+}
+
+// Delete kills a VM if it runs and removes everything it owns: TAP,
+// known_hosts entries, directory with its disks, and record.
+func (s *Service) Delete(ctx context.Context, ref string) (model.VMRecord, error) {
+	rec, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return rec, err
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	h := readHandles(rec)
+	var errs []error
+	if err := vmm.Kill(ctx, h.VMM); err != nil {
+		return rec, fmt.Errorf("delete vm %q: %w", rec.Name, err)
+	}
+	for _, tap := range uniq(h.Tap, rec.Runtime.TapDevice, network.TapName(rec.ID)) {
+		if err := s.network.DeleteTap(ctx, tap); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.knownHosts.Remove(knownHostNames(rec)...); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(rec.Runtime.VMDir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return rec, fmt.Errorf("delete vm %q: %w", rec.Name, err)
+	}
+	if err := s.store.DeleteVM(ctx, rec.ID); err != nil {
+		return rec, fmt.Errorf("delete vm %q: %w", rec.Name, err)
+	}
+	s.logger.Info("vm deleted", "vm", rec.Name)
+	return rec, nil
+}
+
+// withVM runs fn on the fresh record of ref under the VM's lock.
+func (s *Service) withVM(ctx context.Context, ref string, fn func(rec *model.VMRecord) error) (model.VMRecord, error) {
+	rec, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return rec, err
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	if rec, err = s.store.GetVM(ctx, rec.ID); err != nil {
+		return rec, err
+	}
+	if err := fn(&rec); err != nil {
+		return rec, err
+	}
+	return rec, nil
+}
+
+// settleStoppedLocked releases the host resources of a VM whose VMM is
+// gone and records it as stopped (or error with lastError).
+func (s *Service) settleStoppedLocked(ctx context.Context, rec *model.VMRecord, lastError string) error {
+	h := readHandles(*rec)
+	if vmm.Alive(h.VMM) {
+		return fmt.Errorf("vm %q: vmm pid %d still runs: %w", rec.Name, h.VMM.PID, errConflict)
+	}
+	var errs []error
+	for _, tap := range uniq(h.Tap, rec.Runtime.TapDevice) {
+		if err := s.network.DeleteTap(ctx, tap); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range []string{h.VMM.ControlSocket, h.VMM.AgentSocket} {
+		if f != "" {
+			_ = os.Remove(f)
+		}
+	}
+	switch {
+	case lastError != "":
+		rec.State = model.VMStateError
+		rec.Runtime.LastError = lastError
+	case rec.State != model.VMStateCreated:
+		rec.State = model.VMStateStopped
+	}
+	if err := s.persistLocked(ctx, rec, handles{}); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func uniq(vals ...string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range vals {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// ParseSignal parses a signal name ("KILL", "SIGTERM") or number.
+func ParseSignal(raw string) (syscall.Signal, error) {
+	name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(raw)), "SIG")
+	if name == "" {
+		return syscall.SIGKILL, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	signals := map[string]syscall.Signal{
+		"KILL": syscall.SIGKILL, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT,
+		"HUP": syscall.SIGHUP, "QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1,
+		"USR2": syscall.SIGUSR2, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
+	}
+	if sig, ok := signals[name]; ok {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q: %w", raw, errInvalid)
+}

@@ -1,0 +1,172 @@
+// Package vm owns the lifecycle of banger's VMs: create, start, stop,
+// kill, delete, and the reconcile that makes the store agree with the
+// host after a daemon restart. Each lifecycle action is a pipeline of
+// named steps with undos; operations on one VM serialise on a per-VM
+// lock. Only the daemon imports it.
+package vm
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"banger/internal/model"
+	"banger/internal/paths"
+	"banger/internal/sshkey"
+	"banger/internal/store"
+	"banger/internal/vmm"
+)
+
+// Network is the host networking a VM needs.
+type Network interface {
+	EnsureBridge(ctx context.Context) error
+	CreateTap(ctx context.Context, name string) error
+	DeleteTap(ctx context.Context, name string) error
+	ListTaps(ctx context.Context) ([]string, error)
+}
+
+// Images resolves an image name, building the default image on demand.
+type Images interface {
+	Resolve(ctx context.Context, name string, report func(step, msg string)) (model.Image, error)
+}
+
+// Service runs VM lifecycles.
+type Service struct {
+	cfg        model.DaemonConfig
+	layout     paths.Layout
+	store      *store.Store
+	network    Network
+	images     Images
+	driver     vmm.Driver
+	key        sshkey.Key
+	knownHosts *sshkey.KnownHosts
+	logger     *slog.Logger
+
+	// SSHTimeout bounds the wait for a booting guest's SSH.
+	SSHTimeout time.Duration
+	// StopTimeout bounds the wait for a guest to power off before it is killed.
+	StopTimeout time.Duration
+
+	locks locks
+}
+
+// Deps are the services a Service uses.
+type Deps struct {
+	Config     model.DaemonConfig
+	Layout     paths.Layout
+	Store      *store.Store
+	Network    Network
+	Images     Images
+	Driver     vmm.Driver
+	Key        sshkey.Key
+	KnownHosts *sshkey.KnownHosts
+	Logger     *slog.Logger
+}
+
+// New returns a Service.
+func New(d Deps) *Service {
+	return &Service{
+		cfg:         d.Config,
+		layout:      d.Layout,
+		store:       d.Store,
+		network:     d.Network,
+		images:      d.Images,
+		driver:      d.Driver,
+		key:         d.Key,
+		knownHosts:  d.KnownHosts,
+		logger:      d.Logger,
+		SSHTimeout:  4 * time.Minute,
+		StopTimeout: 30 * time.Second,
+	}
+}
+
+// Get returns a VM by id, id prefix or name, with its state refreshed
+// against the host.
+func (s *Service) Get(ctx context.Context, ref string) (model.VMRecord, error) {
+	rec, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return model.VMRecord{}, err
+	}
+	return s.refresh(ctx, rec), nil
+}
+
+// List returns every VM with states refreshed against the host.
+func (s *Service) List(ctx context.Context) ([]model.VMRecord, error) {
+	recs, err := s.store.ListVMs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		recs[i] = s.refresh(ctx, recs[i])
+	}
+	return recs, nil
+}
+
+// refresh notices a running VM whose VMM has exited (the guest powered
+// itself off, or the process died) and settles it as stopped.
+func (s *Service) refresh(ctx context.Context, rec model.VMRecord) model.VMRecord {
+	if rec.State != model.VMStateRunning {
+		return rec
+	}
+	h := readHandles(rec)
+	if vmm.Alive(h.VMM) {
+		return rec
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	fresh, err := s.store.GetVM(ctx, rec.ID)
+	if err != nil || fresh.State != model.VMStateRunning {
+		if err != nil {
+			return rec
+		}
+		return fresh
+	}
+	if err := s.settleStoppedLocked(ctx, &fresh, ""); err != nil {
+		s.logger.Warn("settle exited vm", "vm", fresh.Name, "error", err)
+	}
+	return fresh
+}
+
+func (s *Service) vmDir(id string) string { return s.layout.VMDir(id) }
+
+func knownHostNames(rec model.VMRecord) []string {
+	names := []string{rec.Runtime.GuestIP}
+	if rec.Runtime.DNSName != "" {
+		names = append(names, rec.Runtime.DNSName)
+	}
+	return names
+}
+
+// SSHInfo returns how to reach a running VM and marks it touched.
+func (s *Service) SSHInfo(ctx context.Context, ref string) (model.VMRecord, error) {
+	rec, err := s.Get(ctx, ref)
+	if err != nil {
+		return rec, err
+	}
+	if rec.State != model.VMStateRunning {
+		return rec, fmt.Errorf("vm %q is %s: start it with banger vm start %s: %w", rec.Name, rec.State, rec.Name, errConflict)
+	}
+	unlock := s.locks.lock(rec.ID)
+	defer unlock()
+	if fresh, err := s.store.GetVM(ctx, rec.ID); err == nil {
+		fresh.LastTouchedAt = model.Now()
+		if err := s.store.UpdateVM(ctx, fresh); err == nil {
+			rec = fresh
+		}
+	}
+	return rec, nil
+}
+
+// ConsoleLog returns the path of a VM's serial console log.
+func (s *Service) ConsoleLog(ctx context.Context, ref string) (string, error) {
+	rec, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	if rec.Runtime.LogPath == "" {
+		return filepath.Join(rec.Runtime.VMDir, "console.log"), nil
+	}
+	return rec.Runtime.LogPath, nil
+}

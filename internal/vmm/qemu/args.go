@@ -1,0 +1,234 @@
+package qemu
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"banger/internal/errdefs"
+	"banger/internal/vmm"
+)
+
+// Accelerators.
+const (
+	AccelKVM = "kvm"
+	AccelTCG = "tcg"
+)
+
+// Names of the files the driver keeps in a VM's directory.
+const (
+	qmpSocketName = "qmp.sock"
+	pidFileName   = "qemu.pid"
+)
+
+// maxSocketPath is the longest path a unix socket address holds
+// (sun_path is 108 bytes with the terminating NUL).
+const maxSocketPath = 107
+
+// Paths are the files QEMU creates for a machine.
+type Paths struct {
+	QMPSocket string
+	PIDFile   string
+}
+
+// PathsFor returns the paths QEMU uses in the VM directory dir. A
+// directory too deep for a unix socket address is an error.
+func PathsFor(dir string) (Paths, error) {
+	p := Paths{
+		QMPSocket: filepath.Join(dir, qmpSocketName),
+		PIDFile:   filepath.Join(dir, pidFileName),
+	}
+	if err := checkSocketPath("qmp socket", p.QMPSocket); err != nil {
+		return Paths{}, err
+	}
+	return p, nil
+}
+
+func checkSocketPath(what, path string) error {
+	if len(path) > maxSocketPath {
+		return errdefs.Invalid(fmt.Errorf("%s %q: path is %d bytes, a unix socket path holds at most %d: use a shorter state directory",
+			what, path, len(path), maxSocketPath))
+	}
+	return nil
+}
+
+// Args returns QEMU's command line (without the binary) for spec with
+// the accelerator accel ("kvm" or "tcg"). The machine is a microvm with
+// ACPI (so system_powerdown reaches the guest as a power button press),
+// virtio-mmio devices, the serial console appended to spec.ConsoleLog,
+// QMP on p.QMPSocket, and QEMU daemonizes after writing p.PIDFile.
+func Args(spec vmm.Spec, accel string, p Paths) []string {
+	name := "banger-" + spec.Name
+	if spec.Name == "" {
+		name = "banger-" + shortID(spec.ID)
+	}
+	args := []string{
+		"-name", "guest=" + optEscape(name) + ",process=" + optEscape(name),
+		// x-option-roms=off skips the PCI option ROMs a microvm has no
+		// use for; rtc=on gives the guest the wall clock even under TCG,
+		// where there is no kvmclock.
+		"-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
+	}
+	if accel == AccelKVM {
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else {
+		args = append(args, "-accel", "tcg,thread=multi", "-cpu", "max")
+	}
+	args = append(args,
+		"-smp", strconv.Itoa(spec.VCPUs),
+		"-m", strconv.Itoa(spec.MemoryMiB)+"M",
+		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-kernel", spec.Kernel,
+	)
+	if spec.Initrd != "" {
+		args = append(args, "-initrd", spec.Initrd)
+	}
+	args = append(args, "-append", spec.Cmdline)
+
+	for i, id := range driveIDs(spec.Disks) {
+		d := spec.Disks[i]
+		drive := "id=" + id + ",file=" + optEscape(d.Path) + ",format=" + d.Format +
+			",if=none,cache=writeback,aio=threads"
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		} else {
+			drive += ",discard=unmap"
+		}
+		args = append(args, "-drive", drive, "-device", "virtio-blk-device,drive="+id)
+	}
+
+	if spec.TapDevice != "" {
+		args = append(args,
+			"-netdev", "tap,id=net0,ifname="+optEscape(spec.TapDevice)+",script=no,downscript=no",
+			"-device", "virtio-net-device,netdev=net0,mac="+spec.MAC,
+		)
+	}
+
+	if spec.ConsoleLog != "" {
+		args = append(args,
+			"-chardev", "file,id=console,path="+optEscape(spec.ConsoleLog)+",append=on",
+			"-serial", "chardev:console",
+		)
+	} else {
+		args = append(args, "-serial", "null")
+	}
+
+	args = append(args,
+		"-chardev", "socket,id=qmp,path="+optEscape(p.QMPSocket)+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
+	)
+
+	if spec.AgentSocket != "" {
+		args = append(args,
+			"-device", "virtio-serial-device,id=agentbus",
+			"-chardev", "socket,id=agent,path="+optEscape(spec.AgentSocket)+",server=on,wait=off",
+			"-device", "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent",
+		)
+	}
+
+	return append(args, "-daemonize", "-pidfile", p.PIDFile)
+}
+
+// optEscape escapes a value inside a QEMU option list, where a comma is
+// written twice.
+func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+var qemuID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,30}$`)
+
+// driveIDs names the drives after the disks' IDs where those are valid,
+// distinct QEMU identifiers, else disk0, disk1, ...
+func driveIDs(disks []vmm.Disk) []string {
+	ids := make([]string, len(disks))
+	seen := make(map[string]bool)
+	for i, d := range disks {
+		id := d.ID
+		if !qemuID.MatchString(id) || seen[id] {
+			id = fmt.Sprintf("disk%d", i)
+		}
+		for seen[id] {
+			id += "_"
+		}
+		seen[id] = true
+		ids[i] = id
+	}
+	return ids
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// validate checks spec and reports every problem at once. Missing files
+// are not-found errors, everything else invalid input.
+func validate(spec vmm.Spec) error {
+	var errs []error
+	invalid := func(format string, a ...any) {
+		errs = append(errs, errdefs.Invalid(fmt.Errorf(format, a...)))
+	}
+	file := func(what, path string) {
+		if path == "" {
+			invalid("%s: not set", what)
+			return
+		}
+		if !filepath.IsAbs(path) {
+			invalid("%s %q: not an absolute path", what, path)
+			return
+		}
+		if _, err := os.Stat(path); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, errdefs.NotFound(fmt.Errorf("%s %q: no such file", what, path)))
+			} else {
+				errs = append(errs, fmt.Errorf("%s %q: %w", what, path, err))
+			}
+		}
+	}
+
+	if spec.VCPUs < 1 {
+		invalid("vcpus %d: must be at least 1", spec.VCPUs)
+	}
+	if spec.MemoryMiB < 64 {
+		invalid("memory %d MiB: must be at least 64 MiB", spec.MemoryMiB)
+	}
+	file("kernel", spec.Kernel)
+	if spec.Initrd != "" {
+		file("initrd", spec.Initrd)
+	}
+	if len(spec.Disks) == 0 {
+		invalid("disks: none given, the machine needs a system disk")
+	}
+	for i, d := range spec.Disks {
+		what := fmt.Sprintf("disk %d (%s)", i, d.ID)
+		file(what, d.Path)
+		if d.Format != "raw" && d.Format != "qcow2" {
+			invalid("%s: format %q, want raw or qcow2", what, d.Format)
+		}
+	}
+	if spec.TapDevice != "" && spec.MAC == "" {
+		invalid("tap %q: no guest mac given", spec.TapDevice)
+	}
+	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
+		invalid("vm directory %q: not an absolute path", spec.Dir)
+	} else if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
+		errs = append(errs, errdefs.NotFound(fmt.Errorf("vm directory %q: no such directory", spec.Dir)))
+	} else if _, err := PathsFor(spec.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if spec.ConsoleLog != "" && !filepath.IsAbs(spec.ConsoleLog) {
+		invalid("console log %q: not an absolute path", spec.ConsoleLog)
+	}
+	if spec.AgentSocket != "" {
+		if !filepath.IsAbs(spec.AgentSocket) {
+			invalid("agent socket %q: not an absolute path", spec.AgentSocket)
+		} else if err := checkSocketPath("agent socket", spec.AgentSocket); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,135 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"banger/internal/model"
+)
+
+// TestVMLifecycle walks the path a new user takes: run a command in a
+// fresh VM, inspect it, keep data across stop/start and a daemon crash,
+// and delete it without leaving anything behind.
+func TestVMLifecycle(t *testing.T) {
+	e := newEnv(t)
+	e.ensureImage()
+
+	r := e.ok("vm", "run", "--name", "demo", "--", "cat", "/etc/os-release")
+	if !strings.Contains(r.stdout, `VERSION_ID="12"`) || !strings.Contains(r.stdout, "Debian GNU/Linux") {
+		t.Fatalf("vm run cat /etc/os-release: got %q, want Debian 12", r.stdout)
+	}
+
+	t.Run("exit status", func(t *testing.T) {
+		r := e.banger("vm", "exec", "demo", "--", "sh", "-c", "exit 7")
+		if r.code != 7 {
+			t.Errorf("vm exec sh -c 'exit 7': got exit %d, want 7\n%s", r.code, r)
+		}
+	})
+
+	t.Run("stdout and stderr apart", func(t *testing.T) {
+		r := e.ok("vm", "exec", "demo", "--", "sh", "-c", "echo to-out; echo to-err >&2")
+		if strings.TrimSpace(r.stdout) != "to-out" || strings.TrimSpace(r.stderr) != "to-err" {
+			t.Errorf("got stdout %q stderr %q, want to-out and to-err", r.stdout, r.stderr)
+		}
+	})
+
+	t.Run("list json", func(t *testing.T) {
+		vms := e.vms()
+		if len(vms) != 1 {
+			t.Fatalf("got %d vms, want 1", len(vms))
+		}
+		v := vms[0]
+		if v.Name != "demo" || v.State != model.VMStateRunning || v.Runtime.GuestIP != "172.16.0.2" || v.ImageName != model.DefaultImageName {
+			t.Errorf("got name %q state %q ip %q image %q, want demo running 172.16.0.2 %s", v.Name, v.State, v.Runtime.GuestIP, v.ImageName, model.DefaultImageName)
+		}
+	})
+
+	t.Run("guest identity", func(t *testing.T) {
+		r := e.ok("vm", "exec", "demo", "--", "sh", "-c", "hostname; findmnt -no SOURCE,FSTYPE /root; ip -4 -o addr show eth0")
+		for _, want := range []string{"demo", "ext4", "172.16.0.2/24"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("guest report %q lacks %q", r.stdout, want)
+			}
+		}
+	})
+
+	e.ok("vm", "exec", "demo", "--", "sh", "-c", "echo precious > /root/keep.txt && sync")
+
+	t.Run("work disk survives stop and start", func(t *testing.T) {
+		e.ok("vm", "stop", "demo")
+		if got := e.vm("demo").State; got != model.VMStateStopped {
+			t.Fatalf("after stop: state %q, want stopped", got)
+		}
+		if pids := e.qemuPIDs(); len(pids) != 0 {
+			t.Fatalf("after stop: qemu still runs: %v", pids)
+		}
+		if taps := e.taps(); len(taps) != 0 {
+			t.Errorf("after stop: taps left: %v", taps)
+		}
+		e.ok("vm", "start", "demo")
+		r := e.ok("vm", "exec", "demo", "--", "cat", "/root/keep.txt")
+		if strings.TrimSpace(r.stdout) != "precious" {
+			t.Errorf("after restart: /root/keep.txt = %q, want precious", r.stdout)
+		}
+	})
+
+	t.Run("daemon crash and restart", func(t *testing.T) {
+		before := e.vm("demo")
+		pid := e.daemonPID()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill daemon: %v", err)
+		}
+		waitGone(t, pid)
+		// The next command starts a new daemon, which adopts the VM.
+		after := e.vm("demo")
+		if after.State != model.VMStateRunning || after.Runtime.PID != before.Runtime.PID {
+			t.Fatalf("after daemon restart: state %q pid %d, want running pid %d", after.State, after.Runtime.PID, before.Runtime.PID)
+		}
+		r := e.ok("vm", "exec", "demo", "--", "cat", "/root/keep.txt")
+		if strings.TrimSpace(r.stdout) != "precious" {
+			t.Errorf("after daemon restart: /root/keep.txt = %q, want precious", r.stdout)
+		}
+	})
+
+	t.Run("delete leaves nothing", func(t *testing.T) {
+		rec := e.vm("demo")
+		e.ok("vm", "delete", "demo")
+		e.assertClean("after delete")
+		if _, err := os.Stat(rec.Runtime.VMDir); !os.IsNotExist(err) {
+			t.Errorf("vm dir %s still exists", rec.Runtime.VMDir)
+		}
+		if data, _ := os.ReadFile(filepath.Join(e.home, "state", "ssh", "known_hosts")); strings.Contains(string(data), rec.Runtime.GuestIP) {
+			t.Errorf("known_hosts still pins %s", rec.Runtime.GuestIP)
+		}
+	})
+
+	t.Run("run --rm", func(t *testing.T) {
+		r := e.banger("vm", "run", "--rm", "--", "sh", "-c", "exit 3")
+		if r.code != 3 {
+			t.Errorf("vm run --rm -- sh -c 'exit 3': got exit %d, want 3\n%s", r.code, r)
+		}
+		e.assertClean("after run --rm")
+	})
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); err != nil {
+			return
+		}
+		stat, _ := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("pid %d did not exit", pid)
+}
