@@ -38,39 +38,21 @@ func checkDistinct(t *testing.T, ctx context.Context, s *Store, want int) {
 }
 
 // TestConcurrentCreateSeparateStores has twenty stores, each with its own
-// connection pool as a separate process would have, create VMs on one
-// file at once: every create succeeds with its own address.
+// connection pool as a separate process would have, open one fresh file
+// and create VMs on it at once: every open and create succeeds and every
+// VM gets its own address.
 func TestConcurrentCreateSeparateStores(t *testing.T) {
 	const n, perStore = 20, 5
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "banger.db")
-	seed, err := Open(ctx, path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer seed.Close()
-	if err := seed.CreateImage(ctx, newImage("img1", "bookworm")); err != nil {
-		t.Fatalf("CreateImage: %v", err)
-	}
-
 	start := make(chan struct{})
 	errs := make(chan error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			s, err := Open(ctx, path)
-			if err != nil {
+			if err := createVMs(ctx, path, fmt.Sprintf("store-%d", i), perStore); err != nil {
 				errs <- fmt.Errorf("store %d: %w", i, err)
-				return
-			}
-			defer s.Close()
-			for j := range perStore {
-				rec := newVM(fmt.Sprintf("s%02dv%02d", i, j), fmt.Sprintf("store-%d-vm-%d", i, j), "img1")
-				if _, err := s.CreateVM(ctx, rec, lowestFreeIP); err != nil {
-					errs <- fmt.Errorf("store %d: %w", i, err)
-					return
-				}
 			}
 		})
 	}
@@ -80,7 +62,32 @@ func TestConcurrentCreateSeparateStores(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	checkDistinct(t, ctx, seed, n*perStore)
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	checkDistinct(t, ctx, s, n*perStore)
+}
+
+// createVMs opens its own store on path, makes sure image img1 exists and
+// creates count VMs named after prefix with lowestFreeIP.
+func createVMs(ctx context.Context, path, prefix string, count int) error {
+	s, err := Open(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.CreateImage(ctx, newImage("img1", "bookworm")); err != nil && !errdefs.IsAlreadyExists(err) {
+		return err
+	}
+	for j := range count {
+		name := fmt.Sprintf("%s-vm-%d", prefix, j)
+		if _, err := s.CreateVM(ctx, newVM(name, name, "img1"), lowestFreeIP); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Environment of the helper process of TestConcurrentCreateProcesses.
@@ -99,9 +106,8 @@ func TestConcurrentCreateProcesses(t *testing.T) {
 	const n = 8
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "banger.db")
-	// Every process opens the fresh file at once and races to migrate it.
-	// The image they need is created by the first process that finds it
-	// missing, so this store only reads.
+	// Every process opens the fresh file at once, races to migrate it and
+	// to create the image they share.
 	var wg sync.WaitGroup
 	out := make([][]byte, n)
 	errs := make([]error, n)
@@ -139,18 +145,7 @@ func TestHelperProcess(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close()
-	if err := s.CreateImage(ctx, newImage("img1", "bookworm")); err != nil && !errdefs.IsAlreadyExists(err) {
-		t.Fatalf("CreateImage: %v", err)
-	}
-	for j := range helperVMs {
-		rec := newVM(fmt.Sprintf("p%02dv%02d", i, j), fmt.Sprintf("proc-%d-vm-%d", i, j), "img1")
-		if _, err := s.CreateVM(ctx, rec, lowestFreeIP); err != nil {
-			t.Fatalf("CreateVM: %v", err)
-		}
+	if err := createVMs(ctx, path, "proc-"+strconv.Itoa(i), helperVMs); err != nil {
+		t.Fatal(err)
 	}
 }

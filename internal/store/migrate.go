@@ -123,9 +123,7 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 }
 
 // schemaVersion returns the highest migration version applied, 0 if none.
-func schemaVersion(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}) (int, error) {
+func schemaVersion(ctx context.Context, q querier) (int, error) {
 	var v int
 	if err := q.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)

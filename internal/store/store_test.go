@@ -160,7 +160,7 @@ func TestPragmasOnEveryConnection(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"foreign_keys", "1"},
 		{"busy_timeout", "10000"},
-		{"synchronous", "1"},
+		{"synchronous", "2"}, // FULL, the default: a commit survives power loss
 	}
 	for i, c := range conns {
 		for _, tt := range tests {
