@@ -21,7 +21,7 @@ func sshArgs(info api.SSHInfo, tty bool, batch bool, remote string) []string {
 		"-i", info.KeyPath,
 		"-o", "IdentitiesOnly=yes",
 		"-o", "IdentityAgent=none",
-		"-o", "UserKnownHostsFile=" + info.KnownHosts,
+		"-o", "UserKnownHostsFile=\"" + info.KnownHosts + "\"",
 		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "StrictHostKeyChecking=yes",
 		"-o", "LogLevel=ERROR",

@@ -52,7 +52,7 @@ func (f *createFlags) request(cmd *cobra.Command) (model.VMCreateRequest, error)
 	req := model.VMCreateRequest{Name: f.name, ImageName: f.image, NATEnabled: f.nat}
 	if f.name != "" {
 		if err := model.ValidateName(f.name); err != nil {
-			return req, errdefs.Invalid(err)
+			return req, errdefs.Invalid(fmt.Errorf("--name: %w", err))
 		}
 	}
 	if cmd.Flags().Changed("vcpu") {

@@ -7,10 +7,11 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,7 +158,9 @@ func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s %q: not a duration (use forms like 30s, 10m, 2h)", key, *raw))
-		case d < 0 || (d == 0 && !allowZero):
+		case d < 0 && allowZero:
+			errs = append(errs, fmt.Errorf("%s %q: must not be negative (0 turns it off)", key, *raw))
+		case d <= 0 && !allowZero:
 			errs = append(errs, fmt.Errorf("%s %q: must be positive", key, *raw))
 		default:
 			*dst = d
@@ -251,8 +254,7 @@ func Validate(cfg model.DaemonConfig) []error {
 	if !validIfName(cfg.BridgeName) {
 		errs = append(errs, fmt.Errorf("bridge_name %q: want 1-15 characters of letters, digits, '-', '_' or '.'", cfg.BridgeName))
 	}
-	ip := net.ParseIP(cfg.BridgeIP)
-	if ip == nil || ip.To4() == nil {
+	if !isIPv4(cfg.BridgeIP) {
 		errs = append(errs, fmt.Errorf("bridge_ip %q: not an IPv4 address", cfg.BridgeIP))
 	}
 	var prefix int
@@ -262,7 +264,7 @@ func Validate(cfg model.DaemonConfig) []error {
 	if cfg.TapPoolSize < 0 || cfg.TapPoolSize > 64 {
 		errs = append(errs, fmt.Errorf("tap_pool_size %d: want 0 to 64", cfg.TapPoolSize))
 	}
-	if dns := net.ParseIP(cfg.DefaultDNS); dns == nil || dns.To4() == nil {
+	if !isIPv4(cfg.DefaultDNS) {
 		errs = append(errs, fmt.Errorf("default_dns %q: not an IPv4 address", cfg.DefaultDNS))
 	}
 	if err := model.ValidateName(cfg.DefaultImageName); err != nil {
@@ -279,39 +281,54 @@ func ValidateVCPU(n int) error {
 	return nil
 }
 
-// ParseMemory parses a memory size: a size with a unit ("2G", "512M") or
-// a bare number of MiB, between MinMemoryMiB and MaxMemoryMiB.
+// ParseMemory parses a memory size: a size with a unit ("2G", "512M",
+// "1536MiB", "4294967296B") or a bare number of MiB, between
+// MinMemoryMiB and MaxMemoryMiB. Units are binary, as in model.ParseSize,
+// but the disk ceiling does not apply: memory has its own.
 func ParseMemory(raw string) (int, error) {
+	const mib = 1024 * 1024
+	bad := fmt.Errorf("invalid memory %q: want a size such as 2G or 512M, or a number of MiB", raw)
 	s := strings.TrimSpace(raw)
-	mib := 0
-	if s != "" && strings.Trim(s, "0123456789") == "" && len(s) <= 7 {
-		fmt.Sscanf(s, "%d", &mib)
-	} else {
-		bytes, err := parseAnySize(s)
-		if err != nil {
-			return 0, err
-		}
-		if bytes%(1024*1024) != 0 {
-			return 0, fmt.Errorf("invalid memory %q: must be a whole number of MiB", raw)
-		}
-		mib = int(bytes / (1024 * 1024))
+	if strings.Trim(s, "0123456789KMGBkmgbIi") != "" || s == "" {
+		return 0, bad
 	}
-	if mib < model.MinMemoryMiB || mib > model.MaxMemoryMiB {
-		return 0, fmt.Errorf("invalid memory %q: want %d MiB to %d GiB", raw, model.MinMemoryMiB, model.MaxMemoryMiB/1024)
+	s = strings.ToUpper(s)
+	unit := int64(mib)
+	if t, ok := strings.CutSuffix(s, "IB"); ok {
+		if !strings.HasSuffix(t, "K") && !strings.HasSuffix(t, "M") && !strings.HasSuffix(t, "G") {
+			return 0, bad
+		}
+		s = t
+	} else if t, ok := strings.CutSuffix(s, "B"); ok {
+		s = t
+		if !strings.HasSuffix(t, "K") && !strings.HasSuffix(t, "M") && !strings.HasSuffix(t, "G") {
+			unit = 1
+		}
 	}
-	return mib, nil
-}
-
-// parseAnySize is ParseSize without the disk ceiling: memory has its own.
-func parseAnySize(raw string) (int64, error) {
-	n, err := model.ParseSize(raw)
-	if err != nil && strings.Contains(err.Error(), "exceeds") {
+	switch {
+	case strings.HasSuffix(s, "K"):
+		unit, s = 1024, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"):
+		unit, s = mib, s[:len(s)-1]
+	case strings.HasSuffix(s, "G"):
+		unit, s = 1024*mib, s[:len(s)-1]
+	}
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, bad
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n > int64(model.MaxMemoryMiB)*mib/unit {
 		return 0, fmt.Errorf("invalid memory %q: want at most %d GiB", raw, model.MaxMemoryMiB/1024)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("invalid memory %q: want a size such as 2G or 512M", raw)
+	bytes := n * unit
+	if bytes%mib != 0 {
+		return 0, fmt.Errorf("invalid memory %q: must be a whole number of MiB", raw)
 	}
-	return n, nil
+	got := int(bytes / mib)
+	if got < model.MinMemoryMiB || got > model.MaxMemoryMiB {
+		return 0, fmt.Errorf("invalid memory %q: want %d MiB to %d GiB", raw, model.MinMemoryMiB, model.MaxMemoryMiB/1024)
+	}
+	return got, nil
 }
 
 // ValidateFileSync checks one [[file_sync]] entry.
@@ -321,7 +338,7 @@ func ValidateFileSync(e model.FileSyncEntry) error {
 		return errors.New("host: must not be empty")
 	case strings.HasPrefix(e.Host, "~") && !strings.HasPrefix(e.Host, "~/") && e.Host != "~":
 		return fmt.Errorf("host %q: ~user paths are not supported; use ~/...", e.Host)
-	case !strings.HasPrefix(e.Host, "~/") && !filepath.IsAbs(e.Host):
+	case e.Host != "~" && !strings.HasPrefix(e.Host, "~/") && !filepath.IsAbs(e.Host):
 		return fmt.Errorf("host %q: must be ~/... or an absolute path under your home", e.Host)
 	case hasDotDot(e.Host):
 		return fmt.Errorf("host %q: must not contain '..'", e.Host)
@@ -350,6 +367,13 @@ func hasDotDot(p string) bool {
 	return false
 }
 
+// isIPv4 reports whether s is a dotted-quad IPv4 address; IPv6 forms
+// such as "::ffff:1.2.3.4" are not.
+func isIPv4(s string) bool {
+	addr, err := netip.ParseAddr(s)
+	return err == nil && addr.Is4()
+}
+
 func validIfName(name string) bool {
 	if name == "" || len(name) > 15 {
 		return false
@@ -366,8 +390,7 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// joinLines joins errors into one error whose message puts each on its
-// own line after the first ("2 problems:").
+// joinLines joins errors into one single-line error: "2 problems: a; b".
 func joinLines(errs []error) error {
 	if len(errs) == 1 {
 		return errs[0]

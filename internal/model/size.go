@@ -9,14 +9,24 @@ import (
 )
 
 // ParseSize parses a disk size: a positive integer with an optional
-// K, M or G suffix (binary units; "KiB", "MiB", "GiB" and "B" forms are
-// accepted, case-insensitive). A bare number counts MiB. The result is
-// between 1 byte and MaxDiskBytes.
+// K, M or G suffix (binary units; "KiB", "MiB", "GiB", "KB", "MB" and
+// "GB" forms are accepted, case-insensitive). A bare number counts MiB;
+// a number with a lone "B" suffix counts bytes, the form FormatSizeBytes
+// uses for sizes that are not whole KiB. The result is between 1 byte
+// and MaxDiskBytes.
 func ParseSize(raw string) (int64, error) {
-	s := strings.ToUpper(strings.TrimSpace(raw))
+	s := strings.TrimSpace(raw)
 	if s == "" {
 		return 0, errors.New("size is required")
 	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return 0, fmt.Errorf("invalid size %q: want a number with an optional K, M or G suffix", raw)
+		}
+	}
+	// ASCII only from here, so upper-casing keeps byte positions and
+	// cannot turn a non-ASCII letter into a unit.
+	s = strings.ToUpper(s)
 	multiplier := int64(1024 * 1024)
 	number := s
 	if trimmed, ok := strings.CutSuffix(number, "IB"); ok {
@@ -24,10 +34,13 @@ func ParseSize(raw string) (int64, error) {
 		if number == "" || !strings.ContainsAny(number[len(number)-1:], "KMG") {
 			return 0, fmt.Errorf("invalid size %q: want a number with an optional K, M or G suffix", raw)
 		}
-	} else if trimmed, ok := strings.CutSuffix(number, "B"); ok && trimmed != "" && strings.ContainsAny(trimmed[len(trimmed)-1:], "KMG") {
+	} else if trimmed, ok := strings.CutSuffix(number, "B"); ok && trimmed != "" {
 		number = trimmed
+		if c := trimmed[len(trimmed)-1]; c >= '0' && c <= '9' {
+			multiplier = 1
+		}
 	}
-	if number != "" {
+	if number != "" && multiplier != 1 {
 		switch number[len(number)-1] {
 		case 'K':
 			multiplier = 1024
@@ -42,10 +55,10 @@ func ParseSize(raw string) (int64, error) {
 	if number == "" {
 		return 0, fmt.Errorf("invalid size %q: missing number", raw)
 	}
+	if number[0] == '-' {
+		return 0, fmt.Errorf("invalid size %q: must be positive", raw)
+	}
 	for _, c := range number {
-		if c == '-' {
-			return 0, fmt.Errorf("invalid size %q: must be positive", raw)
-		}
 		if c < '0' || c > '9' {
 			return 0, fmt.Errorf("invalid size %q: want a number with an optional K, M or G suffix", raw)
 		}
@@ -65,7 +78,8 @@ func ParseSize(raw string) (int64, error) {
 }
 
 // FormatSizeBytes formats bytes in the largest binary unit that divides
-// it exactly: "8G", "512M", "4K" or plain bytes.
+// it exactly: "8G", "512M", "4K", or bytes with a "B" suffix ("1000B").
+// ParseSize reads every positive result back to the same value.
 func FormatSizeBytes(bytes int64) string {
 	const (
 		kib = 1024
@@ -82,7 +96,7 @@ func FormatSizeBytes(bytes int64) string {
 	case bytes%kib == 0:
 		return fmt.Sprintf("%dK", bytes/kib)
 	default:
-		return strconv.FormatInt(bytes, 10)
+		return strconv.FormatInt(bytes, 10) + "B"
 	}
 }
 
@@ -93,9 +107,9 @@ func HumanBytes(bytes int64) string {
 		return fmt.Sprintf("%d B", bytes)
 	}
 	div, exp := int64(unit), 0
-	for n := bytes / unit; n >= unit && exp < 4; n /= unit {
+	for n := bytes / unit; n >= unit && exp < 5; n /= unit {
 		div *= unit
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(bytes)/float64(div), "KMGTP"[exp])
+	return fmt.Sprintf("%.1f %ciB", float64(bytes)/float64(div), "KMGTPE"[exp])
 }

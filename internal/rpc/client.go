@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+
+	"banger/internal/errdefs"
 )
 
 // ErrNoDaemon says nothing answers on the socket.
@@ -47,7 +49,17 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 		}
 		req.Params = raw
 	}
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
+	line, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode %s request: %w", method, err)
+	}
+	if len(line) > MaxRequestBytes {
+		return errdefs.Invalid(fmt.Errorf("send %s: request of %d bytes exceeds the limit of %d", method, len(line), MaxRequestBytes))
+	}
+	if _, err := conn.Write(append(line, '\n')); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("send %s: %w", method, err)
 	}
 	scanner := bufio.NewScanner(conn)

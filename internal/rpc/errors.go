@@ -80,6 +80,7 @@ func toError(err error, opID string) *Error {
 	var rpcErr *Error
 	if errors.As(err, &rpcErr) {
 		out := *rpcErr
+		out.Message = err.Error() // keep the context wrapped around it
 		if out.Data == nil {
 			out.Data = &Data{OpID: opID}
 		}

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"banger/internal/model"
@@ -115,14 +116,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 	}()
 	defer s.active.Wait()
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			// Running out of file descriptors and the like passes:
+			// wait and accept again rather than stop serving.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+				errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EINTR) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger.Warn("accept failed; retrying", "error", err.Error(), "delay", backoff)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				continue
+			}
 			return fmt.Errorf("accept: %w", err)
 		}
+		backoff = 0
 		s.active.Add(1)
 		go func() {
 			defer s.active.Done()
@@ -142,11 +158,17 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	reader := bufio.NewReaderSize(io.LimitReader(conn, MaxRequestBytes+1), 64<<10)
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := reader.ReadBytes('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+	if err != nil {
+		// The limit reader ends a line that is too long with io.EOF, so
+		// the length tells an oversized request from a client that
+		// half-closed after its last byte.
 		if len(line) > MaxRequestBytes {
-			_ = enc.Encode(response{JSONRPC: version, Error: &Error{Code: CodeInvalidRequest, Message: "request too large", Data: &Data{OpID: opID}}})
+			_ = enc.Encode(response{JSONRPC: version, Error: &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("request too large: more than %d bytes", MaxRequestBytes), Data: &Data{OpID: opID}}})
+			return
 		}
-		return
+		if !errors.Is(err, io.EOF) || len(bytes.TrimSpace(line)) == 0 {
+			return
+		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	var req request
@@ -199,7 +221,14 @@ func Listen(path string) (net.Listener, error) {
 		conn.Close()
 		return nil, fmt.Errorf("listen %s: another daemon answers on it", path)
 	}
-	_ = os.Remove(path)
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("listen %s: exists and is not a socket; move it away", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)

@@ -6,7 +6,6 @@
 package sshkey
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -17,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -119,7 +119,7 @@ func (k *KnownHosts) Callback(hosts ...string) ssh.HostKeyCallback {
 				return fmt.Errorf("%s: %w in %s (%v)", hostname, ErrHostKeyMismatch, k.Path, err)
 			}
 		}
-		return k.appendLocked(hosts, key)
+		return k.appendLocked(append(slices.Clip(hosts), hostname), key)
 	}
 }
 
@@ -132,9 +132,13 @@ func (k *KnownHosts) appendLocked(hosts []string, key ssh.PublicKey) error {
 		return fmt.Errorf("pin host key: %w", err)
 	}
 	defer f.Close()
-	addrs := make([]string, len(hosts))
-	for i, h := range hosts {
-		addrs[i] = knownhosts.Normalize(h)
+	// The dialed address is pinned too, so the next check finds the key
+	// even when the caller did not name it.
+	var addrs []string
+	for _, h := range hosts {
+		if a := knownhosts.Normalize(h); !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
 	}
 	if _, err := f.WriteString(knownhosts.Line(addrs, key) + "\n"); err != nil {
 		return fmt.Errorf("pin host key: %w", err)
@@ -158,9 +162,7 @@ func (k *KnownHosts) Remove(hosts ...string) error {
 		drop[knownhosts.Normalize(h)] = true
 	}
 	var out bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := sc.Text()
+	for line := range strings.Lines(string(data)) {
 		fields := strings.Fields(line)
 		keep := true
 		if len(fields) > 0 {
@@ -171,7 +173,7 @@ func (k *KnownHosts) Remove(hosts ...string) error {
 			}
 		}
 		if keep {
-			out.WriteString(line + "\n")
+			out.WriteString(strings.TrimSuffix(line, "\n") + "\n")
 		}
 	}
 	tmp := k.Path + ".tmp"
@@ -192,7 +194,9 @@ func WaitReady(ctx context.Context, addr string, signer ssh.Signer, hostKey ssh.
 		User:            "root",
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: hostKey,
-		Timeout:         3 * time.Second,
+		// Pin ed25519 keys: the system ssh prefers them too.
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256},
+		Timeout:           3 * time.Second,
 	}
 	var lastErr error
 	for {
@@ -218,6 +222,10 @@ func tryOnce(ctx context.Context, addr string, cfg *ssh.ClientConfig) error {
 		return err
 	}
 	defer conn.Close()
+	// The handshake and the session do not watch ctx: closing the
+	// connection when ctx ends stops a guest that accepts and stalls.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
 	if err != nil {
