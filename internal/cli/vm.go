@@ -168,7 +168,11 @@ func (g *globals) lifecycle(ctx context.Context, method string, refs api.Refs, v
 			continue
 		}
 		if !asJSON && r.VM != nil {
-			fmt.Fprintf(g.stdout, "%s\t%s\n", r.VM.Name, r.VM.State)
+			state := string(r.VM.State)
+			if verb == "delete" {
+				state = "deleted"
+			}
+			fmt.Fprintf(g.stdout, "%s\t%s\n", r.VM.Name, state)
 		}
 	}
 	if failed > 0 {

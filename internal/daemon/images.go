@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"banger/internal/api"
@@ -36,7 +38,7 @@ func (m *images) Resolve(ctx context.Context, name string, report func(step, msg
 	if err == nil || !errdefs.IsNotFound(err) {
 		return img, err
 	}
-	if !image.Known(name) {
+	if !knownRecipe(name) {
 		return model.Image{}, fmt.Errorf("image %q not found: build one with banger image build or register one with banger image register: %w", name, errdefs.ErrNotFound)
 	}
 	if report != nil {
@@ -50,8 +52,8 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 	if req.Name == "" {
 		req.Name = model.DefaultImageName
 	}
-	if !image.Known(req.Name) {
-		return model.Image{}, errdefs.Invalid(fmt.Errorf("unknown image recipe %q; known: %s", req.Name, image.KnownList()))
+	if !knownRecipe(req.Name) {
+		return model.Image{}, errdefs.Invalid(fmt.Errorf("unknown image recipe %q; known: %s", req.Name, strings.Join(image.Names(), ", ")))
 	}
 	m.buildMu.Lock()
 	defer m.buildMu.Unlock()
@@ -192,3 +194,5 @@ func (m *images) Delete(ctx context.Context, ref string) error {
 	}
 	return nil
 }
+
+func knownRecipe(name string) bool { return slices.Contains(image.Names(), name) }

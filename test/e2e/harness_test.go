@@ -31,7 +31,7 @@ import (
 // env is one isolated banger installation: its own BANGER_HOME and
 // network namespace.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string // directory with banger and bangerd
 	home  string
 	netns string
@@ -77,7 +77,7 @@ func repoRoot() string {
 // newEnv creates a namespace and an empty BANGER_HOME; cleanup stops the
 // daemon, kills what it left (failing the test if anything was left),
 // and removes the namespace.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	suffix := make([]byte, 4)
 	rand.Read(suffix)
@@ -265,7 +265,7 @@ func (e *env) assertClean(context string) {
 
 // imageCacheDir is where the e2e suite keeps a built default image
 // between runs, keyed by a hash of the image recipe sources.
-func imageCacheDir(t *testing.T) string {
+func imageCacheDir(t testing.TB) string {
 	base := os.Getenv("BANGER_E2E_IMAGE_CACHE")
 	if base == "" {
 		base = "/var/cache/banger-e2e"

@@ -11,7 +11,8 @@ initrd_list=$2
 # the background of a short-lived VM, off.
 chroot "$root" systemctl enable banger-net.service banger-hostkeys.service banger-growroot.service
 for unit in systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-online.service \
-	NetworkManager.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+	NetworkManager.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
+	fstrim.timer; do
 	if [ -e "$root/lib/systemd/system/$unit" ] || [ -e "$root/etc/systemd/system/$unit" ]; then
 		chroot "$root" systemctl disable "$unit"
 		chroot "$root" systemctl mask "$unit"
@@ -27,7 +28,8 @@ fi
 rm -f "$root/etc/hostname" "$root/etc/resolv.conf"
 
 # Nothing cached or logged by the build.
-rm -rf "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/var/cache/debconf/*-old \
+rm -rf "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+	"$root"/var/cache/debconf/*-old \
 	"$root"/var/log/apt/* "$root"/var/log/dpkg.log "$root"/var/log/alternatives.log "$root"/tmp/*
 
 # The initrd must carry the virtio-mmio stack (checked by the builder).

@@ -25,6 +25,9 @@ const (
 	pidFileName   = "qemu.pid"
 )
 
+// machineType is the -M value for every machine.
+const machineType = "microvm,x-option-roms=off,isa-serial=on,pit=on,pic=on,rtc=on,acpi=on"
+
 // maxSocketPath is the longest path a unix socket address holds
 // (sun_path is 108 bytes with the terminating NUL).
 const maxSocketPath = 107
@@ -68,10 +71,13 @@ func Args(spec vmm.Spec, accel string, p Paths) []string {
 	}
 	args := []string{
 		"-name", "guest=" + optEscape(name) + ",process=" + optEscape(name),
-		// x-option-roms=off skips the PCI option ROMs a microvm has no
-		// use for; rtc=on gives the guest the wall clock even under TCG,
-		// where there is no kvmclock.
-		"-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
+		// x-option-roms=off skips the option ROMs a microvm has no use
+		// for. pit, pic and rtc default to "auto", which under TCG means
+		// off: the guest kernel then cannot calibrate its timers and
+		// hangs after "tsc: Marking TSC unstable", and has no wall
+		// clock (there is no kvmclock either). acpi=on makes
+		// system_powerdown a power button press the guest sees.
+		"-M", machineType,
 	}
 	if accel == AccelKVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")

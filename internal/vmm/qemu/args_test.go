@@ -38,7 +38,7 @@ func TestArgsFull(t *testing.T) {
 	got := Args(spec, AccelTCG, p)
 	want := []string{
 		"-name", "guest=banger-demo,process=banger-demo",
-		"-M", "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=on",
+		"-M", "microvm,x-option-roms=off,isa-serial=on,pit=on,pic=on,rtc=on,acpi=on",
 		"-accel", "tcg,thread=multi", "-cpu", "max",
 		"-smp", "2", "-m", "2048M",
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",

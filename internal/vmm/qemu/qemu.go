@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -95,6 +96,13 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handle, error) {
 	paths, err := PathsFor(spec.Dir)
 	if err != nil {
 		return vmm.Handle{}, fmt.Errorf("start vm %q: %w", spec.Name, err)
+	}
+	// QEMU would create a missing TAP itself, unattached to any bridge,
+	// and the guest would come up without a network.
+	if spec.TapDevice != "" {
+		if _, err := net.InterfaceByName(spec.TapDevice); err != nil {
+			return vmm.Handle{}, errdefs.NotFound(fmt.Errorf("start vm %q: tap %q: no such network device", spec.Name, spec.TapDevice))
+		}
 	}
 	if pid, ok := runningFromPidfile(paths.PIDFile); ok {
 		return vmm.Handle{}, errdefs.WithKind(errdefs.ErrConflict,

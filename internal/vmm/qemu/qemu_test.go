@@ -76,6 +76,7 @@ func startFixture(t *testing.T, script string) (*Driver, vmm.Spec) {
 	t.Helper()
 	dir := t.TempDir()
 	spec := testSpec(dir)
+	spec.TapDevice = "" // Start checks that the TAP exists
 	for _, f := range []string{spec.Kernel, spec.Initrd, spec.Disks[0].Path, spec.Disks[1].Path} {
 		if err := os.WriteFile(f, nil, 0o644); err != nil {
 			t.Fatal(err)
@@ -156,6 +157,15 @@ func TestStartRefusesRunningMachine(t *testing.T) {
 	_, err := d.Start(t.Context(), spec)
 	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "already runs") {
 		t.Errorf("got err %v, want a conflict", err)
+	}
+}
+
+func TestStartMissingTap(t *testing.T) {
+	d, spec := startFixture(t, "exit 0\n")
+	spec.TapDevice = "tap-bqt-missing"
+	_, err := d.Start(t.Context(), spec)
+	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), `tap "tap-bqt-missing": no such network device`) {
+		t.Errorf("got err %v, want a not-found error naming the tap", err)
 	}
 }
 

@@ -204,4 +204,3 @@ func TestDialQMPErrors(t *testing.T) {
 		})
 	}
 }
-
