@@ -22,7 +22,7 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 			return model.VMRecord{}, errdefs.Invalid(err)
 		}
 		if _, err := s.store.GetVM(ctx, name); err == nil {
-			return model.VMRecord{}, fmt.Errorf("vm %q already exists: %w", name, errdefs.ErrAlreadyExists)
+			return model.VMRecord{}, errdefs.WithKind(errdefs.ErrAlreadyExists, fmt.Errorf("vm %q already exists", name))
 		}
 	}
 	spec, err := resolveSpec(req, s.cfg.VMDefaults)
@@ -41,8 +41,8 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 		return model.VMRecord{}, err
 	}
 	if st, err := os.Stat(img.RootfsPath); err == nil && st.Size() > spec.SystemOverlaySizeByte {
-		return model.VMRecord{}, fmt.Errorf("system overlay size %s is smaller than the rootfs of image %q (%s): %w",
-			model.FormatSizeBytes(spec.SystemOverlaySizeByte), img.Name, model.HumanBytes(st.Size()), errInvalid)
+		return model.VMRecord{}, errdefs.Invalid(fmt.Errorf("system overlay size %s is smaller than the rootfs of image %q (%s)",
+			model.FormatSizeBytes(spec.SystemOverlaySizeByte), img.Name, model.HumanBytes(st.Size())))
 	}
 
 	id, err := model.NewID()

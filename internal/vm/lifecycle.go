@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"banger/internal/errdefs"
 	"banger/internal/model"
 	"banger/internal/network"
 	"banger/internal/sshkey"
@@ -188,11 +189,23 @@ func (s *Service) shutdownLocked(ctx context.Context, rec model.VMRecord, h hand
 	logger := s.logger.With("vm", rec.Name)
 	waitCtx, cancel := context.WithTimeout(ctx, s.StopTimeout)
 	defer cancel()
-	if err := s.driver.Shutdown(waitCtx, h.VMM); err != nil {
-		logger.Warn("graceful shutdown request failed", "error", err)
-	} else if err := vmm.WaitExit(waitCtx, h.VMM); err == nil {
-		logger.Info("guest powered off")
-		return
+	// A power button press made before the guest's logind runs is lost,
+	// so press again every few seconds until the guest powers off.
+	for waitCtx.Err() == nil {
+		if err := s.driver.Shutdown(waitCtx, h.VMM); err != nil {
+			if errors.Is(err, vmm.ErrNotRunning) {
+				return
+			}
+			logger.Warn("graceful shutdown request failed", "error", err)
+			break
+		}
+		pressCtx, cancelPress := context.WithTimeout(waitCtx, shutdownRepeat)
+		err := vmm.WaitExit(pressCtx, h.VMM)
+		cancelPress()
+		if err == nil {
+			logger.Info("guest powered off")
+			return
+		}
 	}
 	logger.Warn("guest did not power off in time; killing", "timeout", s.StopTimeout)
 	killCtx, cancelKill := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -201,6 +214,9 @@ func (s *Service) shutdownLocked(ctx context.Context, rec model.VMRecord, h hand
 		logger.Error("kill vmm", "error", err)
 	}
 }
+
+// shutdownRepeat is how long a stop waits after each power button press.
+const shutdownRepeat = 5 * time.Second
 
 // Kill sends sig to a VM's VMM process (SIGKILL when sig is 0) and
 // settles the VM as stopped once the process is gone.
@@ -287,7 +303,7 @@ func (s *Service) withVM(ctx context.Context, ref string, fn func(rec *model.VMR
 func (s *Service) settleStoppedLocked(ctx context.Context, rec *model.VMRecord, lastError string) error {
 	h := readHandles(*rec)
 	if vmm.Alive(h.VMM) {
-		return fmt.Errorf("vm %q: vmm pid %d still runs: %w", rec.Name, h.VMM.PID, errConflict)
+		return errdefs.WithKind(errdefs.ErrConflict, fmt.Errorf("vm %q: vmm pid %d still runs", rec.Name, h.VMM.PID))
 	}
 	var errs []error
 	for _, tap := range uniq(h.Tap, rec.Runtime.TapDevice) {
@@ -344,5 +360,5 @@ func ParseSignal(raw string) (syscall.Signal, error) {
 	if sig, ok := signals[name]; ok {
 		return sig, nil
 	}
-	return 0, fmt.Errorf("unknown signal %q: %w", raw, errInvalid)
+	return 0, errdefs.Invalid(fmt.Errorf("unknown signal %q", raw))
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"banger/internal/errdefs"
 	"banger/internal/model"
 	"banger/internal/paths"
 	"banger/internal/sshkey"
@@ -146,7 +147,7 @@ func (s *Service) SSHInfo(ctx context.Context, ref string) (model.VMRecord, erro
 		return rec, err
 	}
 	if rec.State != model.VMStateRunning {
-		return rec, fmt.Errorf("vm %q is %s: start it with banger vm start %s: %w", rec.Name, rec.State, rec.Name, errConflict)
+		return rec, errdefs.WithKind(errdefs.ErrConflict, fmt.Errorf("vm %q is %s, not running; start it with banger vm start %s", rec.Name, rec.State, rec.Name))
 	}
 	unlock := s.locks.lock(rec.ID)
 	defer unlock()

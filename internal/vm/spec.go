@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"banger/internal/errdefs"
 	"banger/internal/model"
 )
 
@@ -41,7 +42,7 @@ func validateSpec(spec model.VMSpec) error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", errInvalid, errors.Join(errs...))
+		return errdefs.Invalid(errors.Join(errs...))
 	}
 	return nil
 }
@@ -70,16 +71,16 @@ func checkImageArtifacts(img model.Image) error {
 	for _, f := range files {
 		if f.path == "" {
 			if f.what == "rootfs" || f.what == "kernel" {
-				return fmt.Errorf("image %q has no %s: %w", img.Name, f.what, errInvalid)
+				return errdefs.Invalid(fmt.Errorf("image %q has no %s", img.Name, f.what))
 			}
 			continue
 		}
 		st, err := os.Stat(f.path)
 		if err != nil {
-			return fmt.Errorf("image %q: %s %s is missing: %w", img.Name, f.what, f.path, errInvalid)
+			return errdefs.Invalid(fmt.Errorf("image %q: %s %s is missing", img.Name, f.what, f.path))
 		}
 		if st.IsDir() {
-			return fmt.Errorf("image %q: %s %s is a directory: %w", img.Name, f.what, f.path, errInvalid)
+			return errdefs.Invalid(fmt.Errorf("image %q: %s %s is a directory", img.Name, f.what, f.path))
 		}
 	}
 	return nil

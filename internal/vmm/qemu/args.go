@@ -19,6 +19,18 @@ const (
 	AccelTCG = "tcg"
 )
 
+// Accelerator is how a machine's CPUs run.
+type Accelerator struct {
+	Name string // AccelKVM or AccelTCG
+	// TSCKHz is the host's TSC frequency, which is also the guest's under
+	// TCG. With TCG it goes on the kernel command line as tsc_early_khz
+	// (unless the command line sets it): a guest kernel that has to
+	// measure its TSC against the emulated PIT fails now and then on a
+	// busy host ("tsc: Unable to calibrate against PIT") and then hangs
+	// at boot. 0 leaves the command line alone.
+	TSCKHz int
+}
+
 // Names of the files the driver keeps in a VM's directory.
 const (
 	qmpSocketName = "qmp.sock"
@@ -60,11 +72,11 @@ func checkSocketPath(what, path string) error {
 }
 
 // Args returns QEMU's command line (without the binary) for spec with
-// the accelerator accel ("kvm" or "tcg"). The machine is a microvm with
+// the accelerator accel. The machine is a microvm with
 // ACPI (so system_powerdown reaches the guest as a power button press),
 // virtio-mmio devices, the serial console appended to spec.ConsoleLog,
 // QMP on p.QMPSocket, and QEMU daemonizes after writing p.PIDFile.
-func Args(spec vmm.Spec, accel string, p Paths) []string {
+func Args(spec vmm.Spec, accel Accelerator, p Paths) []string {
 	name := "banger-" + spec.Name
 	if spec.Name == "" {
 		name = "banger-" + shortID(spec.ID)
@@ -79,10 +91,14 @@ func Args(spec vmm.Spec, accel string, p Paths) []string {
 		// system_powerdown a power button press the guest sees.
 		"-M", machineType,
 	}
-	if accel == AccelKVM {
+	cmdline := spec.Cmdline
+	if accel.Name == AccelKVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
 		args = append(args, "-accel", "tcg,thread=multi", "-cpu", "max")
+		if accel.TSCKHz > 0 && !strings.Contains(" "+cmdline, " tsc_early_khz=") {
+			cmdline = strings.TrimSpace(cmdline + " tsc_early_khz=" + strconv.Itoa(accel.TSCKHz))
+		}
 	}
 	args = append(args,
 		"-smp", strconv.Itoa(spec.VCPUs),
@@ -93,7 +109,7 @@ func Args(spec vmm.Spec, accel string, p Paths) []string {
 	if spec.Initrd != "" {
 		args = append(args, "-initrd", spec.Initrd)
 	}
-	args = append(args, "-append", spec.Cmdline)
+	args = append(args, "-append", cmdline)
 
 	for i, id := range driveIDs(spec.Disks) {
 		d := spec.Disks[i]

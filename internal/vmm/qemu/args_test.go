@@ -35,7 +35,7 @@ func testSpec(dir string) vmm.Spec {
 func TestArgsFull(t *testing.T) {
 	spec := testSpec("/v/d")
 	p := Paths{QMPSocket: "/v/d/qmp.sock", PIDFile: "/v/d/qemu.pid"}
-	got := Args(spec, AccelTCG, p)
+	got := Args(spec, Accelerator{Name: AccelTCG, TSCKHz: 2596130}, p)
 	want := []string{
 		"-name", "guest=banger-demo,process=banger-demo",
 		"-M", "microvm,x-option-roms=off,isa-serial=on,pit=on,pic=on,rtc=on,acpi=on",
@@ -43,7 +43,7 @@ func TestArgsFull(t *testing.T) {
 		"-smp", "2", "-m", "2048M",
 		"-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-kernel", "/v/d/vmlinuz", "-initrd", "/v/d/initrd.img",
-		"-append", "console=ttyS0 root=/dev/vda rw",
+		"-append", "console=ttyS0 root=/dev/vda rw tsc_early_khz=2596130",
 		"-drive", "id=system,file=/v/d/system.qcow2,format=qcow2,if=none,cache=writeback,aio=threads,discard=unmap",
 		"-device", "virtio-blk-device,drive=system",
 		"-drive", "id=work,file=/v/d/work.ext4,format=raw,if=none,cache=writeback,aio=threads,discard=unmap",
@@ -66,36 +66,55 @@ func TestArgsFull(t *testing.T) {
 
 func TestArgsVariants(t *testing.T) {
 	p := Paths{QMPSocket: "/v/d/qmp.sock", PIDFile: "/v/d/qemu.pid"}
+	kvm := Accelerator{Name: AccelKVM, TSCKHz: 2000000}
+	tcg := Accelerator{Name: AccelTCG}
 	tests := []struct {
 		name    string
-		accel   string
+		accel   Accelerator
 		edit    func(*vmm.Spec)
 		want    []string // consecutive arguments that must appear
 		notWant string   // an argument that must not appear
 	}{
-		{name: "kvm", accel: AccelKVM, want: []string{"-accel", "kvm", "-cpu", "host"}, notWant: "tcg,thread=multi"},
-		{name: "tcg", accel: AccelTCG, want: []string{"-accel", "tcg,thread=multi", "-cpu", "max"}, notWant: "host"},
-		{name: "no initrd", accel: AccelTCG, edit: func(s *vmm.Spec) { s.Initrd = "" }, notWant: "-initrd"},
-		{name: "no agent", accel: AccelTCG, edit: func(s *vmm.Spec) { s.AgentSocket = "" }, notWant: "virtio-serial-device,id=agentbus"},
-		{name: "no tap", accel: AccelTCG, edit: func(s *vmm.Spec) { s.TapDevice = "" }, notWant: "-netdev"},
-		{name: "no console log", accel: AccelTCG, edit: func(s *vmm.Spec) { s.ConsoleLog = "" }, want: []string{"-serial", "null"}},
+		{name: "kvm", accel: kvm, want: []string{"-accel", "kvm", "-cpu", "host"}, notWant: "tcg,thread=multi"},
+		{name: "tcg", accel: tcg, want: []string{"-accel", "tcg,thread=multi", "-cpu", "max"}, notWant: "host"},
 		{
-			name: "read-only disk", accel: AccelTCG,
+			name: "kvm guests keep their cmdline", accel: kvm,
+			want: []string{"-append", "console=ttyS0 root=/dev/vda rw"},
+		},
+		{
+			name: "tcg guest gets the tsc frequency", accel: Accelerator{Name: AccelTCG, TSCKHz: 3000000},
+			want: []string{"-append", "console=ttyS0 root=/dev/vda rw tsc_early_khz=3000000"},
+		},
+		{
+			name: "cmdline tsc frequency wins", accel: Accelerator{Name: AccelTCG, TSCKHz: 3000000},
+			edit: func(s *vmm.Spec) { s.Cmdline = "tsc_early_khz=1000 quiet" },
+			want: []string{"-append", "tsc_early_khz=1000 quiet"},
+		},
+		{
+			name: "unknown tsc frequency", accel: tcg,
+			want: []string{"-append", "console=ttyS0 root=/dev/vda rw"},
+		},
+		{name: "no initrd", accel: tcg, edit: func(s *vmm.Spec) { s.Initrd = "" }, notWant: "-initrd"},
+		{name: "no agent", accel: tcg, edit: func(s *vmm.Spec) { s.AgentSocket = "" }, notWant: "virtio-serial-device,id=agentbus"},
+		{name: "no tap", accel: tcg, edit: func(s *vmm.Spec) { s.TapDevice = "" }, notWant: "-netdev"},
+		{name: "no console log", accel: tcg, edit: func(s *vmm.Spec) { s.ConsoleLog = "" }, want: []string{"-serial", "null"}},
+		{
+			name: "read-only disk", accel: tcg,
 			edit: func(s *vmm.Spec) { s.Disks[1].ReadOnly = true },
 			want: []string{"-drive", "id=work,file=/v/d/work.ext4,format=raw,if=none,cache=writeback,aio=threads,readonly=on"},
 		},
 		{
-			name: "commas escaped", accel: AccelTCG,
+			name: "commas escaped", accel: tcg,
 			edit: func(s *vmm.Spec) { s.Disks[0].Path = "/v/a,b.qcow2"; s.Name = "x,y" },
 			want: []string{"-name", "guest=banger-x,,y,process=banger-x,,y"},
 		},
 		{
-			name: "unnamed vm uses id", accel: AccelTCG,
+			name: "unnamed vm uses id", accel: tcg,
 			edit: func(s *vmm.Spec) { s.Name = "" },
 			want: []string{"-name", "guest=banger-0123456789ab,process=banger-0123456789ab"},
 		},
 		{
-			name: "disk ids that qemu rejects", accel: AccelTCG,
+			name: "disk ids that qemu rejects", accel: tcg,
 			edit: func(s *vmm.Spec) { s.Disks[0].ID = "1st disk"; s.Disks[1].ID = "" },
 			want: []string{"-device", "virtio-blk-device,drive=disk0", "-drive"},
 		},
@@ -124,6 +143,37 @@ func containsRun(args, run []string) bool {
 		}
 	}
 	return false
+}
+
+func TestHostTSCKHz(t *testing.T) {
+	tests := []struct {
+		name    string
+		sysfs   string
+		cpuinfo string
+		want    int
+	}{
+		{name: "sysfs", sysfs: "2496000\n", cpuinfo: "cpu MHz\t\t: 800.000\n", want: 2496000},
+		{name: "cpuinfo", cpuinfo: "processor\t: 0\ncpu MHz\t\t: 2596.130\nprocessor\t: 1\ncpu MHz\t\t: 1.0\n", want: 2596130},
+		{name: "bad sysfs falls back", sysfs: "n/a", cpuinfo: "cpu MHz : 3000.5\n", want: 3000500},
+		{name: "nothing", want: 0},
+		{name: "garbage", cpuinfo: "cpu MHz : fast\n", want: 0},
+		{name: "absurd", cpuinfo: "cpu MHz : 1e12\n", want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sysfs, cpuinfo := filepath.Join(dir, "tsc_freq_khz"), filepath.Join(dir, "cpuinfo")
+			if tt.sysfs != "" {
+				os.WriteFile(sysfs, []byte(tt.sysfs), 0o644)
+			}
+			if tt.cpuinfo != "" {
+				os.WriteFile(cpuinfo, []byte(tt.cpuinfo), 0o644)
+			}
+			if got := hostTSCKHz(sysfs, cpuinfo); got != tt.want {
+				t.Errorf("got %d kHz, want %d", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestDriveIDs(t *testing.T) {

@@ -39,7 +39,7 @@ type Options struct {
 // Driver runs machines with QEMU.
 type Driver struct {
 	binary      string
-	accel       string // "kvm" or "tcg"; "" when Options.Accel was invalid
+	accel       Accelerator // Name "" when Options.Accel was invalid
 	accelReason string
 	log         *slog.Logger
 }
@@ -64,15 +64,21 @@ func New(opts Options) *Driver {
 	case "", "auto":
 		ok, why := vmm.KVMUsable()
 		if ok {
-			d.accel, d.accelReason = AccelKVM, why
+			d.accel.Name, d.accelReason = AccelKVM, why
 		} else {
-			d.accel, d.accelReason = AccelTCG, "kvm not usable: "+why
+			d.accel.Name, d.accelReason = AccelTCG, "kvm not usable: "+why
 			d.log.Warn(fmt.Sprintf("kvm not usable (%s); using TCG software emulation, guests run several times slower", why))
 		}
 	case AccelKVM, AccelTCG:
-		d.accel, d.accelReason = opts.Accel, "set in configuration"
+		d.accel.Name, d.accelReason = opts.Accel, "set in configuration"
 	default:
 		d.accelReason = fmt.Sprintf("invalid qemu accel %q: want auto, kvm or tcg", opts.Accel)
+	}
+	if d.accel.Name == AccelTCG {
+		d.accel.TSCKHz = hostTSCKHz("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "/proc/cpuinfo")
+		if d.accel.TSCKHz == 0 {
+			d.log.Warn("host tsc frequency unknown: TCG guests may hang at boot on a busy host (tsc: Unable to calibrate against PIT)")
+		}
 	}
 	return d
 }
@@ -81,13 +87,13 @@ func New(opts Options) *Driver {
 func (d *Driver) Name() string { return "qemu" }
 
 // Accel returns the accelerator machines get ("kvm" or "tcg") and why.
-func (d *Driver) Accel() (accel, reason string) { return d.accel, d.accelReason }
+func (d *Driver) Accel() (accel, reason string) { return d.accel.Name, d.accelReason }
 
 // Start launches the machine. QEMU daemonizes: once Start returns, the
 // machine's process belongs to no one and outlives ctx and the daemon.
 // On error nothing of the launch is left running.
 func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handle, error) {
-	if d.accel == "" {
+	if d.accel.Name == "" {
 		return vmm.Handle{}, errdefs.Invalid(errors.New(d.accelReason))
 	}
 	if err := validate(spec); err != nil {
@@ -137,7 +143,7 @@ func (d *Driver) adopt(ctx context.Context, paths Paths, spec vmm.Spec) (vmm.Han
 	h := vmm.Handle{
 		Driver:        d.Name(),
 		ControlSocket: paths.QMPSocket,
-		Accel:         d.accel,
+		Accel:         d.accel.Name,
 		ConsoleLog:    spec.ConsoleLog,
 		AgentSocket:   spec.AgentSocket,
 	}
@@ -210,7 +216,10 @@ func (d *Driver) removeFiles(paths Paths, spec vmm.Spec) {
 }
 
 // Shutdown presses the guest's ACPI power button and returns without
-// waiting for the guest to power off.
+// waiting for the guest to power off. A press that comes before the
+// guest's systemd-logind listens (the first ~15 s of a TCG boot) is lost,
+// so a caller that waits for the machine to exit should press again
+// every few seconds before it falls back to Quit or vmm.Kill.
 func (d *Driver) Shutdown(ctx context.Context, h vmm.Handle) error {
 	if err := d.do(ctx, h, "system_powerdown", nil); err != nil {
 		return fmt.Errorf("shutdown qemu pid %d: %w", h.PID, err)
