@@ -159,6 +159,8 @@ func (g *globals) onNotify(method string, params json.RawMessage) {
 		return
 	}
 	switch {
+	case p.Step == "warning":
+		fmt.Fprintf(g.stderr, "warning: %s\n", p.Message)
 	case p.Verbose:
 		fmt.Fprintf(g.stderr, "  - %s\n", p.Step)
 	case p.Message != "":

@@ -29,6 +29,12 @@ const (
 	VMMFirecracker = "firecracker"
 )
 
+// The build_network choices.
+const (
+	BuildNetworkHost   = "host"
+	BuildNetworkDaemon = "daemon"
+)
+
 // file is the TOML shape of config.toml. Durations and sizes are strings
 // so they can be validated with the key that holds them.
 type file struct {
@@ -47,6 +53,7 @@ type file struct {
 	TapPoolSize        *int            `toml:"tap_pool_size"`
 	DefaultDNS         *string         `toml:"default_dns"`
 	DefaultImageName   *string         `toml:"default_image_name"`
+	BuildNetwork       *string         `toml:"build_network"`
 	FileSync           []fileSyncEntry `toml:"file_sync"`
 	VMDefaults         *vmDefaults     `toml:"vm_defaults"`
 }
@@ -83,6 +90,7 @@ func Default(layout paths.Layout) model.DaemonConfig {
 		TapPoolSize:       0,
 		DefaultDNS:        model.DefaultDNS,
 		DefaultImageName:  model.DefaultImageName,
+		BuildNetwork:      BuildNetworkHost,
 	}
 }
 
@@ -137,6 +145,7 @@ func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
 	set(&cfg.CIDR, f.CIDR)
 	set(&cfg.DefaultDNS, f.DefaultDNS)
 	set(&cfg.DefaultImageName, f.DefaultImageName)
+	set(&cfg.BuildNetwork, f.BuildNetwork)
 	if f.JailerEnabled != nil {
 		cfg.JailerEnabled = *f.JailerEnabled
 	}
@@ -266,6 +275,11 @@ func Validate(cfg model.DaemonConfig) []error {
 	}
 	if !isIPv4(cfg.DefaultDNS) {
 		errs = append(errs, fmt.Errorf("default_dns %q: not an IPv4 address", cfg.DefaultDNS))
+	}
+	switch cfg.BuildNetwork {
+	case BuildNetworkHost, BuildNetworkDaemon:
+	default:
+		errs = append(errs, fmt.Errorf("build_network %q: want host or daemon", cfg.BuildNetwork))
 	}
 	if err := model.ValidateName(cfg.DefaultImageName); err != nil {
 		errs = append(errs, fmt.Errorf("default_image_name: %w", err))

@@ -30,6 +30,7 @@ cidr = "16"
 tap_pool_size = 4
 default_dns = "9.9.9.9"
 default_image_name = "my-image"
+build_network = "daemon"
 
 [[file_sync]]
 host = "~/.gitconfig"
@@ -77,6 +78,7 @@ func TestParseFull(t *testing.T) {
 		TapPoolSize:        4,
 		DefaultDNS:         "9.9.9.9",
 		DefaultImageName:   "my-image",
+		BuildNetwork:       "daemon",
 		FileSync: []model.FileSyncEntry{
 			{Host: "~/.gitconfig", Guest: ".gitconfig", Mode: "0644"},
 			{Host: "/home/dev/.config/nvim", Guest: "/root/.config/nvim"},
@@ -198,6 +200,7 @@ func TestParseBadValuesNameTheirKey(t *testing.T) {
 		{"tap pool negative", `tap_pool_size = -1`, "tap_pool_size"},
 		{"tap pool large", `tap_pool_size = 65`, "tap_pool_size"},
 		{"tap pool overflow", `tap_pool_size = 99999999999999999999`, "tap_pool_size"},
+		{"build network", `build_network = "nowhere"`, "build_network"},
 		{"dns", `default_dns = "one.one.one.one"`, "default_dns"},
 		{"image name", `default_image_name = "Debian_12"`, "default_image_name"},
 		{"image name empty", `default_image_name = ""`, "default_image_name"},

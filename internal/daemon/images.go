@@ -27,6 +27,8 @@ type images struct {
 	store  *store.Store
 	key    sshkey.Key
 	logger *slog.Logger
+	// netns is the network namespace builds download in ("" for ours).
+	netns string
 
 	buildMu sync.Mutex // one image build at a time
 }
@@ -82,6 +84,7 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 		ArtifactDir:  dir,
 		CacheDir:     m.layout.CacheDir,
 		SSHPublicKey: m.key.AuthorizedLine,
+		NetNS:        m.netns,
 		Progress:     report,
 	})
 	if err != nil {

@@ -46,6 +46,10 @@ type BuildOptions struct {
 	ArtifactDir  string // receives the artifacts; created if missing
 	CacheDir     string // scratch space and downloaded packages, kept between builds
 	SSHPublicKey string // authorized_keys line for root, seeded into work-seed.ext4
+	// NetNS, if set, is the network namespace (a file such as
+	// /proc/1/ns/net) the package download runs in, for a daemon that
+	// itself runs in an isolated namespace without a route out.
+	NetNS string
 	// Progress, if set, hears each step as it starts: "bootstrap",
 	// "configure", "kernel", "rootfs", "work-seed".
 	Progress func(step string, detail string)
@@ -214,6 +218,7 @@ func (b *build) bootstrap(ctx context.Context) error {
 	plan := bootstrapPlan{
 		Suite:     b.opts.Suite,
 		Mirror:    b.opts.Mirror,
+		NetNS:     b.opts.NetNS,
 		Tree:      b.tree(),
 		Packages:  b.recipe.Packages,
 		DebCache:  filepath.Join(b.opts.CacheDir, "debs", b.opts.Suite),

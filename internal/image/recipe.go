@@ -97,6 +97,7 @@ type bootstrapPlan struct {
 	InitrdOut string // where customize.sh lists the initrd's files
 	LogFile   string
 	TmpDir    string // mmdebstrap's TMPDIR, removed with the build
+	NetNS     string // network namespace file to download in; "" for the caller's
 }
 
 // bootstrapCommand returns the command and arguments that build the image
@@ -107,14 +108,17 @@ type bootstrapPlan struct {
 // temp files go to TmpDir, inside the build's scratch directory, so a
 // killed build leaves none behind.
 func bootstrapCommand(p bootstrapPlan) (string, []string) {
-	args := []string{
-		"TMPDIR=" + p.TmpDir,
+	args := []string{"TMPDIR=" + p.TmpDir}
+	if p.NetNS != "" {
+		args = append(args, "nsenter", "--net="+p.NetNS, "--")
+	}
+	args = append(args,
 		"unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--",
 		"mmdebstrap",
 		"--mode=root",
 		"--variant=minbase",
 		"--format=directory",
-		"--logfile=" + p.LogFile,
+		"--logfile="+p.LogFile,
 		`--aptopt=APT::Install-Recommends "false"`,
 		// A VM image needs no manuals, docs or translations; the copyright
 		// files stay.
@@ -123,20 +127,20 @@ func bootstrapCommand(p bootstrapPlan) (string, []string) {
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-include=/usr/share/doc/*/copyright",
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
-		"--include=" + strings.Join(p.Packages, ","),
+		"--include="+strings.Join(p.Packages, ","),
 		// Keep downloaded packages in DebCache between builds.
 		"--skip=download/empty",
 		"--skip=essential/unlink",
 		`--setup-hook=mkdir -p "$1"/var/cache/apt/archives/`,
-		"--setup-hook=sync-in " + shellQuote(p.DebCache) + " /var/cache/apt/archives/",
-		"--setup-hook=sync-in " + shellQuote(p.Early) + " /",
-		"--customize-hook=sync-out /var/cache/apt/archives " + shellQuote(p.DebCache),
-		"--customize-hook=sync-in " + shellQuote(p.Late) + " /",
-		"--customize-hook=" + shellQuote(p.Customize) + ` "$1" ` + shellQuote(p.InitrdOut),
+		"--setup-hook=sync-in "+shellQuote(p.DebCache)+" /var/cache/apt/archives/",
+		"--setup-hook=sync-in "+shellQuote(p.Early)+" /",
+		"--customize-hook=sync-out /var/cache/apt/archives "+shellQuote(p.DebCache),
+		"--customize-hook=sync-in "+shellQuote(p.Late)+" /",
+		"--customize-hook="+shellQuote(p.Customize)+` "$1" `+shellQuote(p.InitrdOut),
 		p.Suite,
 		p.Tree,
 		p.Mirror,
-	}
+	)
 	return "env", args
 }
 

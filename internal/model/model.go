@@ -74,8 +74,12 @@ type DaemonConfig struct {
 	TapPoolSize        int
 	DefaultDNS         string
 	DefaultImageName   string
-	FileSync           []FileSyncEntry
-	VMDefaults         VMDefaultsOverride
+	// BuildNetwork says where image builds download packages: "host"
+	// (the host's network namespace, also when the daemon runs in an
+	// isolated one) or "daemon" (the daemon's own namespace).
+	BuildNetwork string
+	FileSync     []FileSyncEntry
+	VMDefaults   VMDefaultsOverride
 }
 
 // VMDefaultsOverride replaces the built-in defaults of new VMs. Zero

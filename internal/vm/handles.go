@@ -2,7 +2,6 @@ package vm
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,18 +37,20 @@ func writeHandles(dir string, h handles) error {
 }
 
 // readHandles returns the handles of a VM, falling back to the mirror on
-// its record when the file is missing or corrupt.
+// its record when the file is missing, unreadable or corrupt.
 func readHandles(rec model.VMRecord) handles {
-	var h handles
+	if rec.Runtime.VMDir == "" {
+		return handlesFromRecord(rec)
+	}
 	data, err := os.ReadFile(filepath.Join(rec.Runtime.VMDir, handlesFile))
-	if err == nil && json.Unmarshal(data, &h) == nil {
-		return h
+	if err != nil {
+		return handlesFromRecord(rec)
 	}
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		// Unreadable: use the record's mirror below.
-		h = handles{}
+	var h handles
+	if err := json.Unmarshal(data, &h); err != nil {
+		return handlesFromRecord(rec)
 	}
-	return handlesFromRecord(rec)
+	return h
 }
 
 func handlesFromRecord(rec model.VMRecord) handles {
@@ -80,5 +81,11 @@ func mirror(rec *model.VMRecord, h handles) {
 	}
 	if h.VMM.Accel != "" {
 		rec.Runtime.Accel = h.VMM.Accel
+	}
+	if h.VMM.AgentSocket != "" {
+		rec.Runtime.VSockPath = h.VMM.AgentSocket
+	}
+	if h.VMM.ConsoleLog != "" {
+		rec.Runtime.LogPath = h.VMM.ConsoleLog
 	}
 }

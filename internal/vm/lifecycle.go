@@ -119,6 +119,11 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 		},
 	}
 	logger.Info("starting vm")
+	if a, ok := s.driver.(accelerated); ok && report != nil {
+		if accel, why := a.Accel(); accel == "tcg" {
+			report("warning", fmt.Sprintf("%s; using TCG software emulation, so the guest boots and runs slower", why))
+		}
+	}
 	start := time.Now()
 	if err := runSteps(ctx, logger, verbose(report), steps); err != nil {
 		failure := fmt.Errorf("start vm %q: %w", rec.Name, err)
@@ -136,6 +141,11 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 	}
 	logger.Info("vm running", "ip", rec.Runtime.GuestIP, "pid", h.VMM.PID, "accel", h.VMM.Accel, "duration", time.Since(start).Round(time.Millisecond))
 	return rec, nil
+}
+
+// accelerated is a driver that can say which accelerator it uses and why.
+type accelerated interface {
+	Accel() (accel, reason string)
 }
 
 // waitSSH waits until the guest answers SSH, failing early when the VMM

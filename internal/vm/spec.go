@@ -35,10 +35,9 @@ func validateSpec(spec model.VMSpec) error {
 		what string
 		size int64
 	}{{"disk size", spec.WorkDiskSizeBytes}, {"system overlay size", spec.SystemOverlaySizeByte}} {
-		if d.size <= 0 || d.size > model.MaxDiskBytes {
-			errs = append(errs, fmt.Errorf("%s %d: want 1 byte to %s", d.what, d.size, model.FormatSizeBytes(model.MaxDiskBytes)))
-		} else if d.size < minDiskBytes {
-			errs = append(errs, fmt.Errorf("%s %s: want at least %s", d.what, model.FormatSizeBytes(d.size), model.FormatSizeBytes(minDiskBytes)))
+		if d.size < minDiskBytes || d.size > model.MaxDiskBytes {
+			errs = append(errs, fmt.Errorf("%s %s: want %s to %s", d.what, model.FormatSizeBytes(d.size),
+				model.FormatSizeBytes(minDiskBytes), model.FormatSizeBytes(model.MaxDiskBytes)))
 		}
 	}
 	if len(errs) > 0 {
@@ -76,8 +75,11 @@ func checkImageArtifacts(img model.Image) error {
 			continue
 		}
 		st, err := os.Stat(f.path)
-		if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
 			return errdefs.Invalid(fmt.Errorf("image %q: %s %s is missing", img.Name, f.what, f.path))
+		}
+		if err != nil {
+			return fmt.Errorf("image %q: %s: %w", img.Name, f.what, err)
 		}
 		if st.IsDir() {
 			return errdefs.Invalid(fmt.Errorf("image %q: %s %s is a directory", img.Name, f.what, f.path))
