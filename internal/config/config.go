@@ -29,11 +29,8 @@ const (
 	VMMFirecracker = "firecracker"
 )
 
-// The build_network choices.
-const (
-	BuildNetworkHost   = "host"
-	BuildNetworkDaemon = "daemon"
-)
+// DefaultPackageCacheDir is where image builds keep downloaded packages.
+const DefaultPackageCacheDir = "/var/cache/banger/packages"
 
 // file is the TOML shape of config.toml. Durations and sizes are strings
 // so they can be validated with the key that holds them.
@@ -53,7 +50,7 @@ type file struct {
 	TapPoolSize        *int            `toml:"tap_pool_size"`
 	DefaultDNS         *string         `toml:"default_dns"`
 	DefaultImageName   *string         `toml:"default_image_name"`
-	BuildNetwork       *string         `toml:"build_network"`
+	PackageCacheDir    *string         `toml:"package_cache_dir"`
 	FileSync           []fileSyncEntry `toml:"file_sync"`
 	VMDefaults         *vmDefaults     `toml:"vm_defaults"`
 }
@@ -90,7 +87,7 @@ func Default(layout paths.Layout) model.DaemonConfig {
 		TapPoolSize:       0,
 		DefaultDNS:        model.DefaultDNS,
 		DefaultImageName:  model.DefaultImageName,
-		BuildNetwork:      BuildNetworkHost,
+		PackageCacheDir:   DefaultPackageCacheDir,
 	}
 }
 
@@ -145,7 +142,7 @@ func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
 	set(&cfg.CIDR, f.CIDR)
 	set(&cfg.DefaultDNS, f.DefaultDNS)
 	set(&cfg.DefaultImageName, f.DefaultImageName)
-	set(&cfg.BuildNetwork, f.BuildNetwork)
+	set(&cfg.PackageCacheDir, f.PackageCacheDir)
 	if f.JailerEnabled != nil {
 		cfg.JailerEnabled = *f.JailerEnabled
 	}
@@ -257,6 +254,9 @@ func Validate(cfg model.DaemonConfig) []error {
 	if cfg.JailerChrootBase != "" && !filepath.IsAbs(cfg.JailerChrootBase) {
 		errs = append(errs, fmt.Errorf("jailer_chroot_base %q: must be an absolute path", cfg.JailerChrootBase))
 	}
+	if !filepath.IsAbs(cfg.PackageCacheDir) {
+		errs = append(errs, fmt.Errorf("package_cache_dir %q: must be an absolute path", cfg.PackageCacheDir))
+	}
 	if cfg.SSHKeyPath != "" && !filepath.IsAbs(cfg.SSHKeyPath) {
 		errs = append(errs, fmt.Errorf("ssh_key_path %q: must be an absolute path", cfg.SSHKeyPath))
 	}
@@ -275,11 +275,6 @@ func Validate(cfg model.DaemonConfig) []error {
 	}
 	if !isIPv4(cfg.DefaultDNS) {
 		errs = append(errs, fmt.Errorf("default_dns %q: not an IPv4 address", cfg.DefaultDNS))
-	}
-	switch cfg.BuildNetwork {
-	case BuildNetworkHost, BuildNetworkDaemon:
-	default:
-		errs = append(errs, fmt.Errorf("build_network %q: want host or daemon", cfg.BuildNetwork))
 	}
 	if err := model.ValidateName(cfg.DefaultImageName); err != nil {
 		errs = append(errs, fmt.Errorf("default_image_name: %w", err))

@@ -30,7 +30,7 @@ cidr = "16"
 tap_pool_size = 4
 default_dns = "9.9.9.9"
 default_image_name = "my-image"
-build_network = "daemon"
+package_cache_dir = "/srv/debs"
 
 [[file_sync]]
 host = "~/.gitconfig"
@@ -78,7 +78,7 @@ func TestParseFull(t *testing.T) {
 		TapPoolSize:        4,
 		DefaultDNS:         "9.9.9.9",
 		DefaultImageName:   "my-image",
-		BuildNetwork:       "daemon",
+		PackageCacheDir:    "/srv/debs",
 		FileSync: []model.FileSyncEntry{
 			{Host: "~/.gitconfig", Guest: ".gitconfig", Mode: "0644"},
 			{Host: "/home/dev/.config/nvim", Guest: "/root/.config/nvim"},
@@ -199,8 +199,8 @@ func TestParseBadValuesNameTheirKey(t *testing.T) {
 		{"cidr type", `cidr = 24`, "cidr"},
 		{"tap pool negative", `tap_pool_size = -1`, "tap_pool_size"},
 		{"tap pool large", `tap_pool_size = 65`, "tap_pool_size"},
+		{"relative package cache", `package_cache_dir = "debs"`, "package_cache_dir"},
 		{"tap pool overflow", `tap_pool_size = 99999999999999999999`, "tap_pool_size"},
-		{"build network", `build_network = "nowhere"`, "build_network"},
 		{"dns", `default_dns = "one.one.one.one"`, "default_dns"},
 		{"image name", `default_image_name = "Debian_12"`, "default_image_name"},
 		{"image name empty", `default_image_name = ""`, "default_image_name"},

@@ -80,10 +80,7 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		st.Close()
 		return nil, err
 	}
-	imgs := &images{layout: layout, store: st, key: key, logger: logger.With("component", "images"), netns: buildNetNS(cfg.BuildNetwork)}
-	if imgs.netns != "" {
-		logger.Info("the daemon runs in its own network namespace; image builds download through the host's", "netns", imgs.netns)
-	}
+	imgs := &images{layout: layout, store: st, key: key, logger: logger.With("component", "images"), packageCache: cfg.PackageCacheDir}
 	d := &Daemon{
 		layout:    layout,
 		cfg:       cfg,
@@ -120,26 +117,6 @@ func newDriver(cfg model.DaemonConfig, logger *slog.Logger) (vmm.Driver, string,
 		return d, accel, note, nil
 	}
 	return nil, "", "", fmt.Errorf("vmm %q: unknown", cfg.VMM)
-}
-
-// hostNetNS is the network namespace of the host's init process.
-const hostNetNS = "/proc/1/ns/net"
-
-// buildNetNS returns the namespace image builds download in: the host's
-// when so configured and the daemon runs in another one, else "".
-func buildNetNS(mode string) string {
-	if mode != config.BuildNetworkHost {
-		return ""
-	}
-	self, err := os.Stat("/proc/self/ns/net")
-	if err != nil {
-		return ""
-	}
-	host, err := os.Stat(hostNetNS)
-	if err != nil || os.SameFile(self, host) {
-		return ""
-	}
-	return hostNetNS
 }
 
 // Run reconciles, serves until ctx ends or daemon.stop is called, then

@@ -27,8 +27,8 @@ type images struct {
 	store  *store.Store
 	key    sshkey.Key
 	logger *slog.Logger
-	// netns is the network namespace builds download in ("" for ours).
-	netns string
+	// packageCache keeps downloaded packages between builds.
+	packageCache string
 
 	buildMu sync.Mutex // one image build at a time
 }
@@ -83,9 +83,9 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 		Mirror:       req.Mirror,
 		ArtifactDir:  dir,
 		CacheDir:     m.layout.CacheDir,
+		PackageCache: m.packageCache,
 		SSHPublicKey: m.key.AuthorizedLine,
-		NetNS:        m.netns,
-		Progress:     report,
+		Progress:     stepReporter(report),
 	})
 	if err != nil {
 		os.RemoveAll(dir)
@@ -199,3 +199,16 @@ func (m *images) Delete(ctx context.Context, ref string) error {
 }
 
 func knownRecipe(name string) bool { return slices.Contains(image.Names(), name) }
+
+// stepReporter prefixes build progress with its step name.
+func stepReporter(report func(step, msg string)) func(step, msg string) {
+	if report == nil {
+		return nil
+	}
+	return func(step, msg string) {
+		if msg != "" && step != "offline" {
+			msg = step + ": " + msg
+		}
+		report(step, msg)
+	}
+}

@@ -40,16 +40,16 @@ const RootLabel = "banger-root"
 
 // BuildOptions says what to build and where.
 type BuildOptions struct {
-	Name         string // recipe, see Names
-	Suite        string // Debian suite; "" for the recipe's (bookworm)
-	Mirror       string // Debian mirror; "" for DefaultMirror
-	ArtifactDir  string // receives the artifacts; created if missing
-	CacheDir     string // scratch space and downloaded packages, kept between builds
+	Name        string // recipe, see Names
+	Suite       string // Debian suite; "" for the recipe's (bookworm)
+	Mirror      string // Debian mirror; "" for DefaultMirror
+	ArtifactDir string // receives the artifacts; created if missing
+	CacheDir    string // scratch space and the build log
+	// PackageCache keeps downloaded .deb files between builds; ""
+	// means CacheDir/debs. When the mirror cannot be reached, a build
+	// runs offline from it (a flat repository of the cached packages).
+	PackageCache string
 	SSHPublicKey string // authorized_keys line for root, seeded into work-seed.ext4
-	// NetNS, if set, is the network namespace (a file such as
-	// /proc/1/ns/net) the package download runs in, for a daemon that
-	// itself runs in an isolated namespace without a route out.
-	NetNS string
 	// Progress, if set, hears each step as it starts: "bootstrap",
 	// "configure", "kernel", "rootfs", "work-seed".
 	Progress func(step string, detail string)
@@ -180,6 +180,12 @@ func (b *build) artifact(name string) string { return filepath.Join(b.opts.Artif
 func (b *build) tree() string                { return filepath.Join(b.stage, "tree") }
 func (b *build) workTree() string            { return filepath.Join(b.stage, "work") }
 func (b *build) initrdList() string          { return filepath.Join(b.stage, "initrd-files.txt") }
+func (b *build) debCache() string {
+	if b.opts.PackageCache != "" {
+		return filepath.Join(b.opts.PackageCache, b.opts.Suite)
+	}
+	return filepath.Join(b.opts.CacheDir, "debs", b.opts.Suite)
+}
 func (b *build) logPath() string {
 	return filepath.Join(b.opts.CacheDir, b.opts.Name+"-build.log")
 }
@@ -218,10 +224,10 @@ func (b *build) bootstrap(ctx context.Context) error {
 	plan := bootstrapPlan{
 		Suite:     b.opts.Suite,
 		Mirror:    b.opts.Mirror,
-		NetNS:     b.opts.NetNS,
 		Tree:      b.tree(),
 		Packages:  b.recipe.Packages,
-		DebCache:  filepath.Join(b.opts.CacheDir, "debs", b.opts.Suite),
+		DebCache:  b.debCache(),
+		Sources:   fmt.Sprintf("deb %s %s main", b.opts.Mirror, b.opts.Suite),
 		Early:     filepath.Join(b.stage, "early"),
 		Late:      filepath.Join(b.stage, "late"),
 		Customize: filepath.Join(b.stage, customizeScript),
@@ -242,6 +248,17 @@ func (b *build) bootstrap(ctx context.Context) error {
 	}
 	if err := writeCustomizeScript(plan.Customize); err != nil {
 		return err
+	}
+	if err := probeMirror(ctx, plan.Mirror, plan.Suite); err != nil {
+		source, oerr := offlineSource(ctx, plan.DebCache, plan.Suite)
+		if oerr != nil {
+			return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf(
+				"debian mirror %s is unreachable (%v) and no offline build is possible (%v); connect the host to the network or pass a reachable --mirror", plan.Mirror, err, oerr))
+		}
+		if b.opts.Progress != nil {
+			b.opts.Progress("offline", fmt.Sprintf("mirror %s is unreachable; building offline from the package cache %s", plan.Mirror, plan.DebCache))
+		}
+		plan.Mirror = source
 	}
 	name, args := bootstrapCommand(plan)
 	if _, err := hostexec.Run(ctx, name, args...); err != nil {

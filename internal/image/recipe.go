@@ -97,7 +97,9 @@ type bootstrapPlan struct {
 	InitrdOut string // where customize.sh lists the initrd's files
 	LogFile   string
 	TmpDir    string // mmdebstrap's TMPDIR, removed with the build
-	NetNS     string // network namespace file to download in; "" for the caller's
+	// Sources is the image's /etc/apt/sources.list: the Debian mirror,
+	// also when the build itself ran from the offline package cache.
+	Sources string
 }
 
 // bootstrapCommand returns the command and arguments that build the image
@@ -109,9 +111,6 @@ type bootstrapPlan struct {
 // killed build leaves none behind.
 func bootstrapCommand(p bootstrapPlan) (string, []string) {
 	args := []string{"TMPDIR=" + p.TmpDir}
-	if p.NetNS != "" {
-		args = append(args, "nsenter", "--net="+p.NetNS, "--")
-	}
 	args = append(args,
 		"unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--",
 		"mmdebstrap",
@@ -135,6 +134,7 @@ func bootstrapCommand(p bootstrapPlan) (string, []string) {
 		"--setup-hook=sync-in "+shellQuote(p.DebCache)+" /var/cache/apt/archives/",
 		"--setup-hook=sync-in "+shellQuote(p.Early)+" /",
 		"--customize-hook=sync-out /var/cache/apt/archives "+shellQuote(p.DebCache),
+		"--customize-hook=printf '%s\\n' "+shellQuote(p.Sources)+` > "$1/etc/apt/sources.list"`,
 		"--customize-hook=sync-in "+shellQuote(p.Late)+" /",
 		"--customize-hook="+shellQuote(p.Customize)+` "$1" `+shellQuote(p.InitrdOut),
 		p.Suite,

@@ -22,6 +22,7 @@ func TestBootstrapCommand(t *testing.T) {
 		InitrdOut: "/cache/build-x/initrd-files.txt",
 		LogFile:   "/cache/debian-bookworm-build.log",
 		TmpDir:    "/cache/build-x/tmp",
+		Sources:   "deb http://deb.debian.org/debian bookworm main",
 	}
 	name, args := bootstrapCommand(plan)
 	if name != "env" {
@@ -48,6 +49,7 @@ func TestBootstrapCommand(t *testing.T) {
 		"--setup-hook=sync-in '/cache/debs/bookworm' /var/cache/apt/archives/",
 		"--setup-hook=sync-in '/cache/build-x/early' /",
 		"--customize-hook=sync-out /var/cache/apt/archives '/cache/debs/bookworm'",
+		`--customize-hook=printf '%s\n' 'deb http://deb.debian.org/debian bookworm main' > "$1/etc/apt/sources.list"`,
 		"--customize-hook=sync-in '/cache/build-x/late' /",
 		`--customize-hook='/cache/build-x/customize.sh' "$1" '/cache/build-x/initrd-files.txt'`,
 		"bookworm",

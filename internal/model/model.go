@@ -74,12 +74,12 @@ type DaemonConfig struct {
 	TapPoolSize        int
 	DefaultDNS         string
 	DefaultImageName   string
-	// BuildNetwork says where image builds download packages: "host"
-	// (the host's network namespace, also when the daemon runs in an
-	// isolated one) or "daemon" (the daemon's own namespace).
-	BuildNetwork string
-	FileSync     []FileSyncEntry
-	VMDefaults   VMDefaultsOverride
+	// PackageCacheDir keeps the Debian packages image builds download,
+	// shared by every banger home on the host; builds run offline from
+	// it when the mirror is unreachable.
+	PackageCacheDir string
+	FileSync        []FileSyncEntry
+	VMDefaults      VMDefaultsOverride
 }
 
 // VMDefaultsOverride replaces the built-in defaults of new VMs. Zero
