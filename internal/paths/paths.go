@@ -78,8 +78,17 @@ func (l Layout) ImagesDir() string { return filepath.Join(l.StateDir, "images") 
 // VMsDir holds one directory per VM.
 func (l Layout) VMsDir() string { return filepath.Join(l.StateDir, "vms") }
 
-// VMDir is the directory of one VM.
-func (l Layout) VMDir(id string) string { return filepath.Join(l.VMsDir(), id) }
+// VMDir is the directory of one VM, named by the first 16 characters
+// of its id: the VMM's unix sockets live there, and a socket path holds
+// at most 107 bytes.
+func (l Layout) VMDir(id string) string {
+	if len(id) > vmDirIDLen {
+		id = id[:vmDirIDLen]
+	}
+	return filepath.Join(l.VMsDir(), id)
+}
+
+const vmDirIDLen = 16
 
 // SSHDir holds banger's SSH key and known_hosts.
 func (l Layout) SSHDir() string { return filepath.Join(l.StateDir, "ssh") }

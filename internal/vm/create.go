@@ -21,7 +21,7 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 		if err := model.ValidateName(name); err != nil {
 			return model.VMRecord{}, errdefs.Invalid(err)
 		}
-		if _, err := s.store.GetVM(ctx, name); err == nil {
+		if existing, err := s.store.GetVM(ctx, name); err == nil && existing.Name == name {
 			return model.VMRecord{}, errdefs.WithKind(errdefs.ErrAlreadyExists, fmt.Errorf("vm %q already exists", name))
 		}
 	}

@@ -129,8 +129,12 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 		failure := fmt.Errorf("start vm %q: %w", rec.Name, err)
 		rec.State = model.VMStateError
 		rec.Runtime.LastError = oneLine(failure.Error())
-		h.VMM = vmm.Handle{}
-		if perr := s.persistLocked(context.WithoutCancel(ctx), &rec, handles{}); perr != nil {
+		left := handles{}
+		if vmm.Alive(h.VMM) {
+			// The rollback could not kill it: keep what finds it again.
+			left = h
+		}
+		if perr := s.persistLocked(context.WithoutCancel(ctx), &rec, left); perr != nil {
 			logger.Error("record start failure", "error", perr)
 		}
 		return rec, failure
@@ -186,6 +190,9 @@ func (s *Service) persistLocked(ctx context.Context, rec *model.VMRecord, h hand
 // Stop powers a VM off gracefully, killing it when the guest does not
 // power off within StopTimeout.
 func (s *Service) Stop(ctx context.Context, ref string) (model.VMRecord, error) {
+	// A stop, once asked for, completes even when the client goes away:
+	// canceling it must not turn a graceful power-off into a kill.
+	ctx = context.WithoutCancel(ctx)
 	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
 		h := readHandles(*rec)
 		if vmm.Alive(h.VMM) {
@@ -257,38 +264,38 @@ func (s *Service) Restart(ctx context.Context, ref string, report func(step, msg
 }
 
 // Delete kills a VM if it runs and removes everything it owns: TAP,
-// known_hosts entries, directory with its disks, and record.
+// known_hosts entries, directory with its disks, and record. The record
+// goes last, so a delete that fails part-way can be run again.
 func (s *Service) Delete(ctx context.Context, ref string) (model.VMRecord, error) {
-	rec, err := s.store.GetVM(ctx, ref)
-	if err != nil {
-		return rec, err
-	}
-	unlock := s.locks.lock(rec.ID)
-	defer unlock()
-	h := readHandles(rec)
-	var errs []error
-	if err := vmm.Kill(ctx, h.VMM); err != nil {
-		return rec, fmt.Errorf("delete vm %q: %w", rec.Name, err)
-	}
-	for _, tap := range uniq(h.Tap, rec.Runtime.TapDevice, network.TapName(rec.ID)) {
-		if err := s.network.DeleteTap(ctx, tap); err != nil {
+	// Teardown, once started, is not abandoned with the client.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
+		h := readHandles(*rec)
+		if err := vmm.Kill(ctx, h.VMM); err != nil {
+			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
+		}
+		var errs []error
+		for _, tap := range uniq(h.Tap, rec.Runtime.TapDevice, network.TapName(rec.ID)) {
+			if err := s.network.DeleteTap(ctx, tap); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := s.knownHosts.Remove(knownHostNames(*rec)...); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	if err := s.knownHosts.Remove(knownHostNames(rec)...); err != nil {
-		errs = append(errs, err)
-	}
-	if err := os.RemoveAll(rec.Runtime.VMDir); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return rec, fmt.Errorf("delete vm %q: %w", rec.Name, err)
-	}
-	if err := s.store.DeleteVM(ctx, rec.ID); err != nil {
-		return rec, fmt.Errorf("delete vm %q: %w", rec.Name, err)
-	}
-	s.logger.Info("vm deleted", "vm", rec.Name)
-	return rec, nil
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
+		}
+		if err := os.RemoveAll(rec.Runtime.VMDir); err != nil {
+			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
+		}
+		if err := s.store.DeleteVM(ctx, rec.ID); err != nil {
+			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
+		}
+		s.logger.Info("vm deleted", "vm", rec.Name)
+		return nil
+	})
 }
 
 // withVM runs fn on the fresh record of ref under the VM's lock.
@@ -355,13 +362,14 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // ParseSignal parses a signal name ("KILL", "SIGTERM") or number.
 func ParseSignal(raw string) (syscall.Signal, error) {
-	name := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(raw)), "SIG")
+	name := strings.ToUpper(strings.TrimSpace(raw))
 	if name == "" {
 		return syscall.SIGKILL, nil
 	}
 	if n, err := strconv.Atoi(name); err == nil && n > 0 && n < 65 {
 		return syscall.Signal(n), nil
 	}
+	name = strings.TrimPrefix(name, "SIG")
 	signals := map[string]syscall.Signal{
 		"KILL": syscall.SIGKILL, "TERM": syscall.SIGTERM, "INT": syscall.SIGINT,
 		"HUP": syscall.SIGHUP, "QUIT": syscall.SIGQUIT, "USR1": syscall.SIGUSR1,

@@ -24,6 +24,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	var errs []error
 	for _, rec := range recs {
 		ownedDirs[filepath.Base(rec.Runtime.VMDir)] = true
+		ownedDirs[filepath.Base(s.vmDir(rec.ID))] = true
 		logger := s.logger.With("vm", rec.Name)
 		unlock := s.locks.lock(rec.ID)
 		h := readHandles(rec)
@@ -71,12 +72,28 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	for _, e := range entries {
-		if !ownedDirs[e.Name()] {
-			s.logger.Info("removing vm directory no record owns", "dir", e.Name())
-			if err := os.RemoveAll(filepath.Join(s.layout.VMsDir(), e.Name())); err != nil {
-				errs = append(errs, err)
-			}
+		if ownedDirs[e.Name()] {
+			continue
+		}
+		// A directory no record owns is a half-made VM, or the work of a
+		// VM whose database went away: never delete disks on a guess.
+		if err := s.quarantine(e.Name()); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// quarantine moves a VM directory no record owns out of the VMs
+// directory, into the orphans directory, where a person can look at it.
+func (s *Service) quarantine(name string) error {
+	dst := filepath.Join(s.layout.StateDir, "orphans", name)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dst); err == nil {
+		dst += "-" + model.Now().Format("20060102T150405")
+	}
+	s.logger.Warn("moving a vm directory no record owns to the orphans directory", "dir", name, "to", dst)
+	return os.Rename(filepath.Join(s.layout.VMsDir(), name), dst)
 }
