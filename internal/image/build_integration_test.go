@@ -184,6 +184,9 @@ func TestBuildDebianBookworm(t *testing.T) {
 		}
 		fsckClean(t, img)
 	})
+	if !t.Failed() {
+		publishTestImage(t, res, keyPath)
+	}
 }
 
 func TestBuildCancelLeavesNothing(t *testing.T) {
@@ -339,4 +342,36 @@ func debugfsType(t *testing.T, img, p string) string {
 func debugfsModeOwner(t *testing.T, img, p string) (mode, owner string) {
 	f := debugfsStat(t, img, p)
 	return fieldAfter(f, "Mode:"), fieldAfter(f, "User:") + ":" + fieldAfter(f, "Group:")
+}
+
+// TestImageDir is where a successful build test leaves its artifacts and
+// the matching private key for the QEMU driver's boot tests
+// (BANGER_TEST_IMAGE_DIR overrides it).
+func testImageDir() string {
+	if dir := os.Getenv("BANGER_TEST_IMAGE_DIR"); dir != "" {
+		return dir
+	}
+	return "/var/cache/banger-test/image"
+}
+
+// publishTestImage copies a built image and its key to testImageDir and
+// marks it READY.
+func publishTestImage(t *testing.T, res Result, keyPath string) {
+	t.Helper()
+	dir := testImageDir()
+	os.Remove(filepath.Join(dir, "READY"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("publish test image: %v", err)
+	}
+	for _, src := range []string{res.RootfsPath, res.WorkSeedPath, res.KernelPath, res.InitrdPath, keyPath} {
+		dst := filepath.Join(dir, filepath.Base(src))
+		os.Remove(dst)
+		if _, err := hostexec.Run(t.Context(), "cp", "--sparse=always", src, dst); err != nil {
+			t.Fatalf("publish test image: %v", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "READY"), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		t.Fatalf("publish test image: %v", err)
+	}
+	t.Logf("published the image for the QEMU boot tests in %s", dir)
 }

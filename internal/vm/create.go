@@ -125,6 +125,9 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 		logger.Warn("clean known_hosts", "error", err)
 	}
 	logger.Info("vm created", "ip", rec.Runtime.GuestIP, "image", img.Name)
+	if spec.NATEnabled && report != nil {
+		report("warning", "NAT is recorded for this VM but not applied yet: this version of banger gives guests no route out of the host")
+	}
 	if req.NoStart {
 		return rec, nil
 	}

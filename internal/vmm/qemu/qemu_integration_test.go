@@ -24,7 +24,8 @@ import (
 // a network namespace of their own: TestMain re-executes the test binary
 // under `unshare -n`, and the bridge and TAP are made there, with no
 // route out of the machine. The guest image comes from
-// BANGER_TEST_IMAGE_DIR (default /tmp/banger-image), which must hold
+// BANGER_TEST_IMAGE_DIR (default /var/cache/banger-test/image, where the
+// image package's build test leaves its image), which must hold
 // READY, rootfs.ext4, work-seed.ext4, vmlinuz, initrd.img and id_ed25519.
 
 const (
@@ -110,10 +111,10 @@ func requireImage(t *testing.T) testImage {
 	t.Helper()
 	dir := os.Getenv("BANGER_TEST_IMAGE_DIR")
 	if dir == "" {
-		dir = "/tmp/banger-image"
+		dir = "/var/cache/banger-test/image"
 	}
 	if _, err := os.Stat(filepath.Join(dir, "READY")); err != nil {
-		t.Skipf("no guest image: %s/READY missing; build the default image there or set BANGER_TEST_IMAGE_DIR", dir)
+		t.Skipf("no guest image: %s/READY missing; run the image build test first (go test -tags integration ./internal/image/) or set BANGER_TEST_IMAGE_DIR", dir)
 	}
 	return testImage{dir: dir}
 }
