@@ -52,8 +52,11 @@ test-integration:
 test-e2e: build
 	$(GO) test -count=1 -tags e2e -timeout $(E2E_TIMEOUT) -v ./test/e2e/...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./internal/storage/...
+# Benchmarks recorded in docs/performance.md (root; boots real VMs).
+bench: build
+	$(GO) test -tags integration -run '^$$' -bench . -benchtime 20x ./internal/storage/
+	$(GO) test -tags e2e -run '^$$' -bench CreateNoStart -benchtime 15x -timeout 30m ./test/e2e/
+	$(GO) test -tags e2e -run '^$$' -bench BootRatio -benchtime 3x -timeout 30m ./test/e2e/
 
 clean:
 	rm -rf bin
