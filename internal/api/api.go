@@ -30,6 +30,8 @@ const (
 	MethodVMShow    = "vm.show"
 	MethodVMSSHInfo = "vm.ssh_info"
 	MethodVMLogs    = "vm.logs"
+	MethodVMSet     = "vm.set"
+	MethodVMPrune   = "vm.prune"
 )
 
 // NotifyProgress is the notification method carrying Progress while a

@@ -80,6 +80,12 @@ func (d *Daemon) register(srv *rpc.Server) {
 			WorkDir:    rec.Workspace.GuestPath,
 		}, nil
 	})
+	rpc.Register(srv, api.MethodVMSet, func(ctx context.Context, req model.VMSetRequest) (model.VMRecord, error) {
+		return d.vms.Set(ctx, req)
+	})
+	rpc.Register(srv, api.MethodVMPrune, d.each(func(ctx context.Context, ref string, _ api.Refs) (model.VMRecord, error) {
+		return d.vms.Prune(ctx, ref)
+	}))
 	rpc.Register(srv, api.MethodVMLogs, func(ctx context.Context, r api.Ref) (api.VMLogs, error) {
 		path, err := d.vms.ConsoleLog(ctx, r.Ref)
 		return api.VMLogs{Path: path}, err

@@ -56,6 +56,12 @@ func (s VMState) Valid() bool {
 	return false
 }
 
+// Prunable reports whether vm prune deletes a VM in this state: stopped
+// or failed, never one that runs or was created without being started.
+func (s VMState) Prunable() bool {
+	return s == VMStateStopped || s == VMStateError
+}
+
 // DaemonConfig is the daemon's resolved configuration.
 type DaemonConfig struct {
 	LogLevel           string
@@ -158,7 +164,17 @@ type VMRuntime struct {
 	SystemOverlay string `json:"system_overlay_path"`
 	WorkDiskPath  string `json:"work_disk_path"`
 	LastError     string `json:"last_error,omitempty"`
+	// Intent records a multi-step operation in progress ("creating",
+	// "deleting") before its first side effect, so a daemon that dies
+	// part-way knows at its next start what to finish or undo.
+	Intent string `json:"intent,omitempty"`
 }
+
+// The intents a VM record can carry.
+const (
+	IntentCreating = "creating"
+	IntentDeleting = "deleting"
+)
 
 // VMStats is the last sample of a VM's resource use.
 type VMStats struct {

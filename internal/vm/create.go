@@ -70,6 +70,7 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 			DNSName:       name + ".vm",
 			LogPath:       filepath.Join(dir, "console.log"),
 			MACAddress:    network.MACFromID(id),
+			Intent:        model.IntentCreating,
 			SystemOverlay: filepath.Join(dir, "system.qcow2"),
 			WorkDiskPath:  filepath.Join(dir, "work.ext4"),
 		},
@@ -114,6 +115,13 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 					return nil
 				}
 				return s.installAuthorizedKey(ctx, rec.Runtime.WorkDiskPath)
+			},
+		},
+		{
+			name: "ready",
+			do: func(ctx context.Context) error {
+				rec.Runtime.Intent = ""
+				return s.store.UpdateVM(ctx, rec)
 			},
 		},
 	}

@@ -78,6 +78,11 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 	}
 	steps := []step{
 		{
+			// A vm set --disk-size on a running VM lands here.
+			name: "work-disk-size",
+			do:   func(ctx context.Context) error { return growWorkDisk(ctx, rec) },
+		},
+		{
 			name: "bridge",
 			do:   func(ctx context.Context) error { return s.network.EnsureBridge(ctx) },
 		},
@@ -198,6 +203,9 @@ func (s *Service) Stop(ctx context.Context, ref string) (model.VMRecord, error) 
 		if vmm.Alive(h.VMM) {
 			s.shutdownLocked(ctx, *rec, h)
 		}
+		if err := faultPoint("stop-vmm"); err != nil {
+			return err
+		}
 		return s.settleStoppedLocked(ctx, rec, "")
 	})
 }
@@ -264,38 +272,58 @@ func (s *Service) Restart(ctx context.Context, ref string, report func(step, msg
 }
 
 // Delete kills a VM if it runs and removes everything it owns: TAP,
-// known_hosts entries, directory with its disks, and record. The record
-// goes last, so a delete that fails part-way can be run again.
+// known_hosts entries, directory with its disks, and record. The intent
+// is recorded first, so a daemon that dies part-way finishes the delete
+// at its next start.
 func (s *Service) Delete(ctx context.Context, ref string) (model.VMRecord, error) {
 	// Teardown, once started, is not abandoned with the client.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
 	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
-		h := readHandles(*rec)
-		if err := vmm.Kill(ctx, h.VMM); err != nil {
+		rec.Runtime.Intent = model.IntentDeleting
+		if err := s.store.UpdateVM(ctx, *rec); err != nil {
 			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
 		}
-		var errs []error
-		for _, tap := range uniq(h.Tap, rec.Runtime.TapDevice, network.TapName(rec.ID)) {
-			if err := s.network.DeleteTap(ctx, tap); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if err := s.knownHosts.Remove(knownHostNames(*rec)...); err != nil {
-			errs = append(errs, err)
-		}
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
-		}
-		if err := os.RemoveAll(rec.Runtime.VMDir); err != nil {
-			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
-		}
-		if err := s.store.DeleteVM(ctx, rec.ID); err != nil {
+		if err := s.removeLocked(ctx, *rec); err != nil {
 			return fmt.Errorf("delete vm %q: %w", rec.Name, err)
 		}
 		s.logger.Info("vm deleted", "vm", rec.Name)
 		return nil
 	})
+}
+
+// removeLocked tears a VM down completely; every step is idempotent, so
+// it can run again after an interruption.
+func (s *Service) removeLocked(ctx context.Context, rec model.VMRecord) error {
+	h := readHandles(rec)
+	if err := vmm.Kill(ctx, h.VMM); err != nil {
+		return err
+	}
+	if err := faultPoint("delete-kill"); err != nil {
+		return err
+	}
+	var errs []error
+	for _, tap := range uniq(h.Tap, rec.Runtime.TapDevice, network.TapName(rec.ID)) {
+		if err := s.network.DeleteTap(ctx, tap); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := s.knownHosts.Remove(knownHostNames(rec)...); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := faultPoint("delete-tap"); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(rec.Runtime.VMDir); err != nil {
+		return err
+	}
+	if err := faultPoint("delete-dir"); err != nil {
+		return err
+	}
+	return s.store.DeleteVM(ctx, rec.ID)
 }
 
 // withVM runs fn on the fresh record of ref under the VM's lock.
@@ -327,6 +355,9 @@ func (s *Service) settleStoppedLocked(ctx context.Context, rec *model.VMRecord, 
 		if err := s.network.DeleteTap(ctx, tap); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := faultPoint("release-tap"); err != nil {
+		errs = append(errs, err)
 	}
 	for _, f := range []string{h.VMM.ControlSocket, h.VMM.AgentSocket} {
 		if f != "" {

@@ -3,6 +3,7 @@ package vm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -23,9 +24,22 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	ownedDirs := map[string]bool{}
 	var errs []error
 	for _, rec := range recs {
+		logger := s.logger.With("vm", rec.Name)
+		if rec.Runtime.Intent != "" {
+			// A create or delete the last daemon did not finish: a create
+			// is undone (it holds no user data yet), a delete completed.
+			logger.Warn("finishing an interrupted operation", "intent", rec.Runtime.Intent)
+			unlock := s.locks.lock(rec.ID)
+			err := s.removeLocked(ctx, rec)
+			unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("vm %q (%s): %w", rec.Name, rec.Runtime.Intent, err))
+				ownedDirs[filepath.Base(rec.Runtime.VMDir)] = true
+			}
+			continue
+		}
 		ownedDirs[filepath.Base(rec.Runtime.VMDir)] = true
 		ownedDirs[filepath.Base(s.vmDir(rec.ID))] = true
-		logger := s.logger.With("vm", rec.Name)
 		unlock := s.locks.lock(rec.ID)
 		h := readHandles(rec)
 		alive := vmm.Alive(h.VMM)
@@ -50,6 +64,14 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			}
 		case h.Tap != "" || h.VMM.PID != 0:
 			if err := s.settleStoppedLocked(ctx, &rec, rec.Runtime.LastError); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if _, err := os.Stat(rec.Runtime.WorkDiskPath); err != nil && rec.State != model.VMStateError {
+			logger.Error("work disk is missing", "path", rec.Runtime.WorkDiskPath)
+			rec.State = model.VMStateError
+			rec.Runtime.LastError = "work disk " + rec.Runtime.WorkDiskPath + " is missing"
+			if err := s.store.UpdateVM(ctx, rec); err != nil {
 				errs = append(errs, err)
 			}
 		}

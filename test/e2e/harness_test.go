@@ -37,7 +37,7 @@ type env struct {
 	netns string
 }
 
-var binDir string
+var binDir, faultBinDir string
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -60,6 +60,16 @@ func TestMain(m *testing.M) {
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Printf("build %s: %v\n%s", cmd, err, out)
+			os.Exit(1)
+		}
+	}
+	// A bangerd that can be told to die at a named step (crash tests).
+	faultBinDir = filepath.Join(dir, "faultinject")
+	for _, cmd := range []string{"banger", "bangerd"} {
+		build := exec.Command("go", "build", "-tags", "faultinject", "-o", filepath.Join(faultBinDir, cmd), "./cmd/"+cmd)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			fmt.Printf("build %s with faultinject: %v\n%s", cmd, err, out)
 			os.Exit(1)
 		}
 	}
@@ -115,11 +125,16 @@ func (e *env) banger(args ...string) result {
 }
 
 func (e *env) bangerTimeout(timeout time.Duration, args ...string) result {
+	return e.bangerEnv(timeout, nil, args...)
+}
+
+// bangerEnv runs the CLI with extra environment variables.
+func (e *env) bangerEnv(timeout time.Duration, extraEnv []string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	full := append([]string{"netns", "exec", e.netns, filepath.Join(e.bin, "banger")}, args...)
 	cmd := exec.CommandContext(ctx, "ip", full...)
-	cmd.Env = append(os.Environ(), "BANGER_HOME="+e.home)
+	cmd.Env = append(append(os.Environ(), "BANGER_HOME="+e.home), extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

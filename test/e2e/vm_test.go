@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"os"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -72,8 +73,17 @@ func TestVMLifecycle(t *testing.T) {
 		if taps := e.taps(); len(taps) != 0 {
 			t.Errorf("after stop: taps left: %v", taps)
 		}
+		e.fails("work disks only grow", "vm", "set", "demo", "--disk-size", "4G")
+		e.ok("vm", "set", "demo", "--disk-size", "10G", "--vcpu", "1")
 		e.ok("vm", "start", "demo")
-		r := e.ok("vm", "exec", "demo", "--", "cat", "/root/keep.txt")
+		r := e.ok("vm", "exec", "demo", "--", "sh", "-c", "nproc; df -B1 --output=size /root | tail -1")
+		fields := strings.Fields(r.stdout)
+		if len(fields) != 2 || fields[0] != "1" {
+			t.Errorf("after vm set --vcpu 1: nproc and /root size = %q, want 1 vcpu", r.stdout)
+		} else if size, _ := strconv.ParseInt(fields[1], 10, 64); size < 9<<30 {
+			t.Errorf("after vm set --disk-size 10G: /root is %d bytes, want over 9 GiB", size)
+		}
+		r = e.ok("vm", "exec", "demo", "--", "cat", "/root/keep.txt")
 		if strings.TrimSpace(r.stdout) != "precious" {
 			t.Errorf("after restart: /root/keep.txt = %q, want precious", r.stdout)
 		}
@@ -107,6 +117,19 @@ func TestVMLifecycle(t *testing.T) {
 		if data, _ := os.ReadFile(filepath.Join(e.home, "state", "ssh", "known_hosts")); strings.Contains(string(data), rec.Runtime.GuestIP) {
 			t.Errorf("known_hosts still pins %s", rec.Runtime.GuestIP)
 		}
+	})
+
+	t.Run("prune", func(t *testing.T) {
+		e.ok("vm", "run", "-d", "--name", "old")
+		e.ok("vm", "stop", "old")
+		e.ok("vm", "create", "--no-start", "--name", "fresh")
+		e.ok("vm", "prune", "-f")
+		vms := e.vms()
+		if len(vms) != 1 || vms[0].Name != "fresh" {
+			t.Errorf("after prune: got %d vms, want only the never-started one", len(vms))
+		}
+		e.ok("vm", "delete", "fresh")
+		e.assertClean("after prune")
 	})
 
 	t.Run("run --rm", func(t *testing.T) {
