@@ -32,6 +32,7 @@ const (
 	MethodVMLogs    = "vm.logs"
 	MethodVMSet     = "vm.set"
 	MethodVMPrune   = "vm.prune"
+	MethodVMStats   = "vm.stats"
 )
 
 // NotifyProgress is the notification method carrying Progress while a
@@ -117,6 +118,15 @@ type SSHInfo struct {
 	KnownHosts string `json:"known_hosts"`
 	// WorkDir is where commands start in the guest.
 	WorkDir string `json:"work_dir,omitempty"`
+}
+
+// VMStatsEntry is one VM's last resource sample, the answer of vm.stats
+// (params: Refs; every VM when Refs is empty).
+type VMStatsEntry struct {
+	Name  string        `json:"name"`
+	ID    string        `json:"id"`
+	State model.VMState `json:"state"`
+	Stats model.VMStats `json:"stats"`
 }
 
 // VMLogs points at a VM's serial console log.

@@ -37,6 +37,7 @@ type Daemon struct {
 	store     *store.Store
 	images    *images
 	vms       *vm.Service
+	sampler   *vm.Sampler
 	driver    vmm.Driver
 	accel     string
 	accelNote string
@@ -104,6 +105,7 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		KnownHosts: &sshkey.KnownHosts{Path: layout.KnownHosts()},
 		Logger:     logger.With("component", "vm"),
 	})
+	d.sampler = d.vms.NewSampler()
 	return d, nil
 }
 
@@ -149,6 +151,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	go d.watch(ctx)
+	go d.sampler.Run(ctx, d.cfg.StatsPollInterval)
+	go d.vms.NewSweeper().Run(ctx)
 	d.logger.Info("bangerd ready", "socket", d.layout.Socket(), "vmm", d.driver.Name(), "accel", d.accel, "version", Version)
 	err = srv.Serve(ctx, ln)
 	d.logger.Info("bangerd stopped")

@@ -90,6 +90,17 @@ func (d *Daemon) register(srv *rpc.Server) {
 		path, err := d.vms.ConsoleLog(ctx, r.Ref)
 		return api.VMLogs{Path: path}, err
 	})
+	rpc.Register(srv, api.MethodVMStats, func(ctx context.Context, r api.Refs) ([]api.VMStatsEntry, error) {
+		recs, err := d.sampler.Stats(ctx, r.Refs)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]api.VMStatsEntry, 0, len(recs))
+		for _, rec := range recs {
+			out = append(out, api.VMStatsEntry{Name: rec.Name, ID: rec.ID, State: rec.State, Stats: rec.Stats})
+		}
+		return out, nil
+	})
 }
 
 // each runs fn on every ref concurrently and reports each outcome. The

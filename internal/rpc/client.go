@@ -60,7 +60,9 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("send %s: %w", method, err)
+		// The request never reached a daemon (one dying as we dialed, or
+		// a listener that is going away): nothing was done.
+		return fmt.Errorf("%w: send %s: %v", ErrNoDaemon, method, err)
 	}
 	scanner := bufio.NewScanner(conn)
 	scanner.Buffer(make([]byte, 64<<10), 64<<20)

@@ -104,6 +104,9 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 				if err != nil {
 					return err
 				}
+				if err := faultPoint("vmm-launched"); err != nil {
+					return err
+				}
 				h.VMM = vh
 				rec.State = model.VMStateRunning
 				rec.Runtime.LastError = ""
@@ -249,15 +252,34 @@ func (s *Service) Kill(ctx context.Context, ref string, sig syscall.Signal) (mod
 	if sig == 0 {
 		sig = syscall.SIGKILL
 	}
-	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
-		h := readHandles(*rec)
-		if err := vmm.Signal(h.VMM, sig); err != nil && !errors.Is(err, vmm.ErrNotRunning) {
-			return fmt.Errorf("signal vmm: %w", err)
+	rec, err := s.store.GetVM(ctx, ref)
+	if err != nil {
+		return rec, err
+	}
+	// Signal before taking the VM's lock: a start waiting for a wedged
+	// guest holds it, and kill must always work. The handle names a
+	// verified process, so this is safe without the lock.
+	h := readHandles(rec)
+	if err := vmm.Signal(h.VMM, sig); err != nil && !errors.Is(err, vmm.ErrNotRunning) {
+		return rec, fmt.Errorf("kill vm %q: signal vmm: %w", rec.Name, err)
+	}
+	wait := 10 * time.Second
+	if sig != syscall.SIGKILL {
+		wait = 3 * time.Second
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := vmm.WaitExit(waitCtx, h.VMM); err != nil {
+		if sig == syscall.SIGKILL {
+			return rec, fmt.Errorf("kill vm %q: vmm pid %d still runs after SIGKILL", rec.Name, h.VMM.PID)
 		}
-		waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := vmm.WaitExit(waitCtx, h.VMM); err != nil {
-			return fmt.Errorf("vmm still running after %s: %w", sig, err)
+		// The signal did not end the VMM (STOP, CONT, USR1, ...): that
+		// is the caller's business; the VM still runs.
+		return s.Get(ctx, rec.ID)
+	}
+	return s.withVM(ctx, rec.ID, func(rec *model.VMRecord) error {
+		if vmm.Alive(readHandles(*rec).VMM) {
+			return nil // started again meanwhile
 		}
 		return s.settleStoppedLocked(ctx, rec, "")
 	})
@@ -279,6 +301,11 @@ func (s *Service) Delete(ctx context.Context, ref string) (model.VMRecord, error
 	// Teardown, once started, is not abandoned with the client.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
 	defer cancel()
+	// Kill first, without the lock, like vm kill: a start waiting for a
+	// wedged guest must not hold the delete up.
+	if rec, err := s.store.GetVM(ctx, ref); err == nil {
+		_ = vmm.Kill(ctx, readHandles(rec).VMM)
+	}
 	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
 		rec.Runtime.Intent = model.IntentDeleting
 		if err := s.store.UpdateVM(ctx, *rec); err != nil {

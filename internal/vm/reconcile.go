@@ -42,6 +42,16 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		ownedDirs[filepath.Base(s.vmDir(rec.ID))] = true
 		unlock := s.locks.lock(rec.ID)
 		h := readHandles(rec)
+		if r, ok := s.driver.(vmm.Recoverer); ok && h.VMM.PID == 0 {
+			// Launched, but the daemon died before it recorded the pid.
+			if found, ok := r.Recover(rec.Runtime.VMDir); ok {
+				logger.Warn("found a vmm the record does not name", "pid", found.PID)
+				h.VMM = found
+				if err := writeHandles(rec.Runtime.VMDir, h); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
 		alive := vmm.Alive(h.VMM)
 		switch {
 		case alive && rec.State == model.VMStateRunning:

@@ -101,3 +101,10 @@ func Signal(h Handle, sig syscall.Signal) error {
 	}
 	return nil
 }
+
+// Recoverer is a driver that can find a machine's running process from
+// what it left in the machine's directory, for a handle that was never
+// persisted.
+type Recoverer interface {
+	Recover(dir string) (Handle, bool)
+}

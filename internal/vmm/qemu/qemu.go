@@ -302,3 +302,22 @@ func runningFromPidfile(path string) (int, bool) {
 	}
 	return 0, false
 }
+
+// Recover finds a QEMU that runs for the machine directory dir from the
+// pid file QEMU writes there, verifying that the process's command line
+// names that pid file. A daemon that died between launching QEMU and
+// persisting its handle uses it to find the process.
+var _ vmm.Recoverer = (*Driver)(nil)
+
+func (d *Driver) Recover(dir string) (vmm.Handle, bool) {
+	p := Paths{QMPSocket: filepath.Join(dir, qmpSocketName), PIDFile: filepath.Join(dir, pidFileName)}
+	pid, ok := runningFromPidfile(p.PIDFile)
+	if !ok {
+		return vmm.Handle{}, false
+	}
+	st, err := vmm.ReadProcStat(pid)
+	if err != nil {
+		return vmm.Handle{}, false
+	}
+	return vmm.Handle{Driver: d.Name(), PID: pid, StartTime: st.StartTime, ControlSocket: p.QMPSocket, Accel: d.accel.Name}, true
+}
