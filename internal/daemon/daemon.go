@@ -125,9 +125,11 @@ func newDriver(cfg model.DaemonConfig, logger *slog.Logger) (vmm.Driver, string,
 // shuts down. VMs keep running.
 func (d *Daemon) Run(ctx context.Context) error {
 	defer d.store.Close()
+	start := time.Now()
 	if err := d.vms.Reconcile(ctx); err != nil {
 		d.logger.Warn("reconcile finished with errors", "error", err)
 	}
+	d.logger.Info("reconciled", "duration_ms", float64(time.Since(start).Microseconds())/1000)
 	ln, err := rpc.Listen(d.layout.Socket())
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -170,4 +171,70 @@ func BenchmarkCreateNoStart(b *testing.B) {
 	b.ReportMetric(float64(m8.Microseconds())/1000, "ms-8G")
 	b.ReportMetric(m8.Seconds()/m1.Seconds(), "ratio-8G/1G")
 	b.Logf("create --no-start median: 1G image %v, 8G image %v", m1, m8)
+}
+
+// BenchmarkReconcile measures the daemon's start-up reconcile with 0, 10
+// and 50 VM records (created, never started) and the daemon's resident
+// memory once it is idle. Targets: linear, under 1 s at 50; RSS under 40 MiB.
+//
+//	go test -tags e2e -run '^$' -bench Reconcile -benchtime 1x ./test/e2e/
+func BenchmarkReconcile(b *testing.B) {
+	e := newEnv(b)
+	e.ensureImage()
+	created := 0
+	for _, n := range []int{0, 10, 50} {
+		for ; created < n; created++ {
+			e.ok("vm", "create", "--no-start", "--name", fmt.Sprintf("r%d", created))
+		}
+		var durations []time.Duration
+		var rss int64
+		for i := 0; i < b.N; i++ {
+			e.ok("daemon", "stop")
+			e.ok("vm", "list")
+			durations = append(durations, e.lastReconcile())
+			rss = e.daemonRSS()
+		}
+		d := median(durations)
+		b.ReportMetric(float64(d.Microseconds())/1000, fmt.Sprintf("reconcile-ms-%d", n))
+		b.ReportMetric(float64(rss)/(1<<20), fmt.Sprintf("rss-MiB-%d", n))
+		b.Logf("%d records: reconcile %v, daemon RSS %.1f MiB", n, d, float64(rss)/(1<<20))
+	}
+}
+
+// lastReconcile reads the duration of the last reconcile from the daemon log.
+func (e *env) lastReconcile() time.Duration {
+	data, err := os.ReadFile(filepath.Join(e.home, "logs", "bangerd.log"))
+	if err != nil {
+		e.t.Fatalf("read daemon log: %v", err)
+	}
+	var last time.Duration = -1
+	for _, line := range strings.Split(string(data), "\n") {
+		var rec struct {
+			Msg        string  `json:"msg"`
+			DurationMS float64 `json:"duration_ms"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "reconciled" {
+			last = time.Duration(rec.DurationMS * float64(time.Millisecond))
+		}
+	}
+	if last < 0 {
+		e.t.Fatalf("no reconcile in the daemon log")
+	}
+	return last
+}
+
+// daemonRSS reads the daemon's resident memory in bytes.
+func (e *env) daemonRSS() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.daemonPID()))
+	if err != nil {
+		e.t.Fatalf("read daemon status: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }
