@@ -57,6 +57,7 @@ bench: build
 	$(GO) test -tags integration -run '^$$' -bench . -benchtime 20x ./internal/storage/
 	$(GO) test -tags e2e -run '^$$' -bench CreateNoStart -benchtime 15x -timeout 30m ./test/e2e/
 	$(GO) test -tags e2e -run '^$$' -bench BootRatio -benchtime 3x -timeout 30m ./test/e2e/
+	$(GO) test -tags e2e -run '^$$' -bench Reconcile -benchtime 3x -timeout 30m ./test/e2e/
 
 clean:
 	rm -rf bin
