@@ -198,10 +198,22 @@ func (s *Service) persistLocked(ctx context.Context, rec *model.VMRecord, h hand
 // Stop powers a VM off gracefully, killing it when the guest does not
 // power off within StopTimeout.
 func (s *Service) Stop(ctx context.Context, ref string) (model.VMRecord, error) {
+	rec, _, err := s.stopIf(ctx, ref, nil)
+	return rec, err
+}
+
+// stopIf stops a VM when cond, checked under the VM's lock, holds (nil
+// means always), and reports whether it did.
+func (s *Service) stopIf(ctx context.Context, ref string, cond func(model.VMRecord) bool) (model.VMRecord, bool, error) {
 	// A stop, once asked for, completes even when the client goes away:
 	// canceling it must not turn a graceful power-off into a kill.
 	ctx = context.WithoutCancel(ctx)
-	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
+	stopped := false
+	rec, err := s.withVM(ctx, ref, func(rec *model.VMRecord) error {
+		if cond != nil && !cond(*rec) {
+			return nil
+		}
+		stopped = true
 		h := readHandles(*rec)
 		if vmm.Alive(h.VMM) {
 			s.shutdownLocked(ctx, *rec, h)
@@ -211,6 +223,7 @@ func (s *Service) Stop(ctx context.Context, ref string) (model.VMRecord, error) 
 		}
 		return s.settleStoppedLocked(ctx, rec, "")
 	})
+	return rec, stopped, err
 }
 
 func (s *Service) shutdownLocked(ctx context.Context, rec model.VMRecord, h handles) {

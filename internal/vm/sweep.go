@@ -98,28 +98,28 @@ func (w *Sweeper) Sweep(ctx context.Context) []string {
 // untouched (a boot in progress holds the lock and touches the VM when
 // done), then stops it.
 func (w *Sweeper) stopIfStale(ctx context.Context, id string) bool {
-	unlock := w.svc.locks.lock(id)
-	rec, err := w.svc.store.GetVM(ctx, id)
-	unlock()
+	if ctx.Err() != nil {
+		return false
+	}
+	// The check runs under the VM's lock, in the same hold as the stop,
+	// so an ssh or exec that touches the VM in between keeps it running.
+	_, stopped, err := w.svc.stopIf(ctx, id, func(rec model.VMRecord) bool {
+		now := w.now()
+		if rec.State != model.VMStateRunning || !isStale(rec, now, w.StaleAfter) {
+			return false
+		}
+		idle := idleFor(rec, now).Round(time.Second)
+		w.svc.logger.Info("stopping idle vm", "vm", rec.Name, "reason", "untouched for "+idle.String()+", over auto_stop_stale_after "+w.StaleAfter.String(),
+			"last_touched_at", rec.LastTouchedAt)
+		return true
+	})
 	if err != nil {
-		if !errors.Is(err, errdefs.ErrNotFound) && ctx.Err() == nil {
+		if !errors.Is(err, errdefs.ErrNotFound) {
 			w.svc.logger.Warn("idle sweep", "vm_id", shortID(id), "error", err)
 		}
 		return false
 	}
-	now := w.now()
-	if !isStale(rec, now, w.StaleAfter) || ctx.Err() != nil {
-		return false
-	}
-	idle := idleFor(rec, now).Round(time.Second)
-	logger := w.svc.logger.With("vm", rec.Name)
-	logger.Info("stopping idle vm", "reason", "untouched for "+idle.String()+", over auto_stop_stale_after "+w.StaleAfter.String(),
-		"last_touched_at", rec.LastTouchedAt)
-	if _, err := w.svc.Stop(ctx, rec.ID); err != nil {
-		logger.Error("stop idle vm", "error", err)
-		return false
-	}
-	return true
+	return stopped
 }
 
 // staleVMs returns the running VMs of recs untouched for longer than

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -104,6 +105,35 @@ func TestVMLifecycle(t *testing.T) {
 		r := e.ok("vm", "exec", "demo", "--", "cat", "/root/keep.txt")
 		if strings.TrimSpace(r.stdout) != "precious" {
 			t.Errorf("after daemon restart: /root/keep.txt = %q, want precious", r.stdout)
+		}
+	})
+
+	t.Run("vmm killed by hand", func(t *testing.T) {
+		pid := e.vm("demo").Runtime.PID
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill qemu: %v", err)
+		}
+		// daemon status counts what the store holds, without refreshing:
+		// the daemon's own poll must notice the exit.
+		deadline := time.Now().Add(12 * time.Second)
+		for {
+			var st struct {
+				VMsRunning int `json:"vms_running"`
+			}
+			json.Unmarshal([]byte(e.ok("daemon", "status", "--json").stdout), &st)
+			if st.VMsRunning == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the daemon still counts %d running vms 12 s after the vmm was killed", st.VMsRunning)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if got := e.vm("demo").State; got != model.VMStateStopped {
+			t.Errorf("after the vmm was killed: state %q, want stopped", got)
+		}
+		if taps := e.taps(); len(taps) != 0 {
+			t.Errorf("after the vmm was killed: taps left: %v", taps)
 		}
 	})
 
