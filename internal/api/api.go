@@ -32,7 +32,9 @@ const (
 	MethodVMLogs    = "vm.logs"
 	MethodVMSet     = "vm.set"
 	MethodVMPrune   = "vm.prune"
-	MethodVMStats   = "vm.stats"
+
+	MethodVMWorkspaceSet = "vm.workspace_set"
+	MethodVMStats        = "vm.stats"
 )
 
 // NotifyProgress is the notification method carrying Progress while a
@@ -118,6 +120,8 @@ type SSHInfo struct {
 	KnownHosts string `json:"known_hosts"`
 	// WorkDir is where commands start in the guest.
 	WorkDir string `json:"work_dir,omitempty"`
+	// Workspace is the last prepared workspace, if any.
+	Workspace model.VMWorkspace `json:"workspace"`
 }
 
 // VMStatsEntry is one VM's last resource sample, the answer of vm.stats
@@ -127,6 +131,12 @@ type VMStatsEntry struct {
 	ID    string        `json:"id"`
 	State model.VMState `json:"state"`
 	Stats model.VMStats `json:"stats"`
+}
+
+// WorkspaceSet records a prepared workspace on a VM.
+type WorkspaceSet struct {
+	Ref       string            `json:"ref"`
+	Workspace model.VMWorkspace `json:"workspace"`
 }
 
 // VMLogs points at a VM's serial console log.

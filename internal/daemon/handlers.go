@@ -78,6 +78,7 @@ func (d *Daemon) register(srv *rpc.Server) {
 			KeyPath:    d.cfg.SSHKeyPath,
 			KnownHosts: d.layout.KnownHosts(),
 			WorkDir:    rec.Workspace.GuestPath,
+			Workspace:  rec.Workspace,
 		}, nil
 	})
 	rpc.Register(srv, api.MethodVMSet, func(ctx context.Context, req model.VMSetRequest) (model.VMRecord, error) {
@@ -86,6 +87,9 @@ func (d *Daemon) register(srv *rpc.Server) {
 	rpc.Register(srv, api.MethodVMPrune, d.each(func(ctx context.Context, ref string, _ api.Refs) (model.VMRecord, error) {
 		return d.vms.Prune(ctx, ref)
 	}))
+	rpc.Register(srv, api.MethodVMWorkspaceSet, func(ctx context.Context, r api.WorkspaceSet) (model.VMRecord, error) {
+		return d.vms.SetWorkspace(ctx, r.Ref, r.Workspace)
+	})
 	rpc.Register(srv, api.MethodVMLogs, func(ctx context.Context, r api.Ref) (api.VMLogs, error) {
 		path, err := d.vms.ConsoleLog(ctx, r.Ref)
 		return api.VMLogs{Path: path}, err

@@ -230,6 +230,12 @@ type VMWorkspace struct {
 	SourcePath string    `json:"source_path,omitempty"`
 	HeadCommit string    `json:"head_commit,omitempty"`
 	PreparedAt time.Time `json:"prepared_at,omitempty"`
+	// Mode and IncludeUntracked repeat the prepare for --auto-prepare;
+	// Fingerprint is the host repository's state at prepare time, to
+	// warn when it has moved since.
+	Mode             WorkspacePrepareMode `json:"mode,omitempty"`
+	IncludeUntracked bool                 `json:"include_untracked,omitempty"`
+	Fingerprint      string               `json:"fingerprint,omitempty"`
 }
 
 // WorkspacePrepareMode says how a repository reaches the guest.

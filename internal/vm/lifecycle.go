@@ -134,7 +134,7 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 	}
 	start := time.Now()
 	if err := runSteps(ctx, logger, verbose(report), steps); err != nil {
-		failure := fmt.Errorf("start vm %q: %w", rec.Name, err)
+		failure := fmt.Errorf("start vm %q: %w; the vm is kept in state error for inspection (banger vm logs %s; banger vm delete %s)", rec.Name, err, rec.Name, rec.Name)
 		rec.State = model.VMStateError
 		rec.Runtime.LastError = oneLine(failure.Error())
 		left := handles{}
@@ -176,11 +176,11 @@ func (s *Service) waitSSH(ctx context.Context, rec model.VMRecord, h handles) er
 	err := sshkey.WaitReady(ctx, rec.Runtime.GuestIP+":22", s.key.Signer, s.knownHosts.Callback(knownHostNames(rec)...))
 	select {
 	case <-exited:
-		return fmt.Errorf("the vmm exited during boot; see banger vm logs %s", rec.Name)
+		return errors.New("the vmm exited during boot")
 	default:
 	}
 	if err != nil && errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("guest did not answer ssh within %s; see banger vm logs %s", s.SSHTimeout, rec.Name)
+		return fmt.Errorf("guest did not answer ssh within %s", s.SSHTimeout)
 	}
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"banger/internal/errdefs"
 	"banger/internal/model"
@@ -62,6 +63,21 @@ func growWorkDisk(ctx context.Context, rec model.VMRecord) error {
 		return fmt.Errorf("grow work disk to %s: %w", model.FormatSizeBytes(rec.Spec.WorkDiskSizeBytes), err)
 	}
 	return nil
+}
+
+// SetWorkspace records the workspace prepared on a VM and marks it touched.
+func (s *Service) SetWorkspace(ctx context.Context, ref string, ws model.VMWorkspace) (model.VMRecord, error) {
+	return s.withVM(ctx, ref, func(rec *model.VMRecord) error {
+		if ws.GuestPath != "" && (ws.GuestPath != "/root" && !strings.HasPrefix(ws.GuestPath, "/root/")) {
+			return errdefs.Invalid(fmt.Errorf("workspace guest path %q: must be under /root", ws.GuestPath))
+		}
+		if ws.PreparedAt.IsZero() {
+			ws.PreparedAt = model.Now()
+		}
+		rec.Workspace = ws
+		rec.LastTouchedAt = model.Now()
+		return s.store.UpdateVM(ctx, *rec)
+	})
 }
 
 // Prune deletes a VM only if it is still stopped (or failed) when its
