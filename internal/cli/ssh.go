@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -138,4 +139,26 @@ apart, and banger exits with the command's exit status.`,
 	}
 	cmd.Flags().StringVar(&guestPath, "guest-path", "", "directory in the guest to run the command in")
 	return cmd
+}
+
+// sshPipe runs a remote shell command on the guest in batch mode with
+// the given stdin and stdout; the remote stderr goes to the CLI's. A
+// non-zero remote status is an error that says what ran.
+func (g *globals) sshPipe(ctx context.Context, info api.SSHInfo, what, remote string, stdin io.Reader, stdout io.Writer) error {
+	sshBin, err := exec.LookPath("ssh")
+	if err != nil {
+		return errors.New("ssh not found in PATH: install openssh-client")
+	}
+	cmd := exec.CommandContext(ctx, sshBin, sshArgs(info, false, true, remote)...)
+	cmd.Stdin = stdin
+	cmd.Stdout = stdout
+	cmd.Stderr = g.stderr
+	if err := cmd.Run(); err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) && exitErr.ExitCode() == 255 {
+			return fmt.Errorf("%s: ssh to %s (%s) failed", what, info.Name, info.GuestIP)
+		}
+		return fmt.Errorf("%s in %s: %w", what, info.Name, err)
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -71,7 +72,6 @@ type vmDefaults struct {
 
 // Default returns the configuration used when no file exists.
 func Default(layout paths.Layout) model.DaemonConfig {
-	home, _ := os.UserHomeDir()
 	return model.DaemonConfig{
 		LogLevel:          "info",
 		VMM:               VMMAuto,
@@ -79,7 +79,7 @@ func Default(layout paths.Layout) model.DaemonConfig {
 		JailerBin:         model.DefaultJailerBinary,
 		JailerChrootBase:  "/srv/jailer",
 		SSHKeyPath:        layout.DefaultSSHKey(),
-		HostHomeDir:       home,
+		HostHomeDir:       ownerHome(),
 		StatsPollInterval: model.DefaultStatsPollInterval,
 		BridgeName:        model.DefaultBridgeName,
 		BridgeIP:          model.DefaultBridgeIP,
@@ -89,6 +89,19 @@ func Default(layout paths.Layout) model.DaemonConfig {
 		DefaultImageName:  model.DefaultImageName,
 		PackageCacheDir:   DefaultPackageCacheDir,
 	}
+}
+
+// ownerHome is the home of the user banger works for: the invoking user
+// when run through sudo, else the current one. [[file_sync]] host paths
+// live under it.
+func ownerHome() string {
+	if name := os.Getenv("SUDO_USER"); name != "" && name != "root" {
+		if u, err := user.Lookup(name); err == nil && u.HomeDir != "" {
+			return u.HomeDir
+		}
+	}
+	home, _ := os.UserHomeDir()
+	return home
 }
 
 // Load reads the config file of layout; a missing file yields defaults.

@@ -56,6 +56,9 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 	if err := layout.Ensure(); err != nil {
 		return nil, err
 	}
+	if err := vm.ValidateFileSyncHome(cfg.FileSync, cfg.HostHomeDir); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("bangerd must run as root: it creates bridges, TAP devices and VM processes")
 	}

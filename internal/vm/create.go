@@ -118,6 +118,12 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 			},
 		},
 		{
+			name: "file-sync",
+			do: func(ctx context.Context) error {
+				return s.syncFiles(ctx, rec.Runtime.WorkDiskPath, report)
+			},
+		},
+		{
 			name: "ready",
 			do: func(ctx context.Context) error {
 				rec.Runtime.Intent = ""

@@ -39,7 +39,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 	}
 
 	t.Run("create", func(t *testing.T) {
-		for _, step := range []string{"record", "vm-dir", "system-overlay", "work-disk", "ready"} {
+		for _, step := range []string{"record", "vm-dir", "system-overlay", "work-disk", "file-sync", "ready"} {
 			t.Run(step, func(t *testing.T) {
 				crash(t, step, "vm", "create", "--no-start", "--name", "c-"+step)
 				vms := e.vms()

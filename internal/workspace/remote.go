@@ -1,0 +1,152 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"banger/internal/errdefs"
+)
+
+// The scripts below run in the guest under `sh -c` (see ShellCommand) as
+// root, with git, tar and coreutils. Every git call there reads a
+// private global config that trusts any directory (safe.directory) and
+// no system config, so neither the guest's nor root's git settings
+// (diff prefixes, external diff, colours) can change what they do.
+
+// gitPreamble makes a private temporary directory $t, removed on exit,
+// and points git's global config at a file in it.
+const gitPreamble = `t=$(mktemp -d)
+trap 'rm -rf -- "$t"' EXIT
+printf '[safe]\n\tdirectory = *\n' >"$t/gitconfig"
+GIT_CONFIG_GLOBAL="$t/gitconfig"
+GIT_CONFIG_NOSYSTEM=1
+export GIT_CONFIG_GLOBAL GIT_CONFIG_NOSYSTEM
+unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_CEILING_DIRECTORIES
+`
+
+// ExtractCommand returns the script that replaces the guest copy at
+// guestPath with the tar stream on its stdin: it removes guestPath,
+// recreates it, extracts, then lets git rebuild the blobs a shallow
+// overlay left out.
+func ExtractCommand(guestPath string) (string, error) {
+	if err := checkGuestPath(guestPath); err != nil {
+		return "", err
+	}
+	return "set -e\n" + gitPreamble +
+		"d=" + ShellQuote(guestPath) + "\n" +
+		`rm -rf -- "$d"
+mkdir -p -- "$d"
+tar -x -f - -C "$d"
+if [ -f "$d/.git/` + rehashFile + `" ]; then
+	git -C "$d" hash-object -w --no-filters --stdin-paths <"$d/.git/` + rehashFile + `" >/dev/null
+	rm -f -- "$d/.git/` + rehashFile + `"
+fi
+`, nil
+}
+
+// BranchCommand returns the script that creates branch in the guest copy
+// at guestPath and checks it out, starting at commit from (HEAD when
+// empty) and keeping the working tree as it is. The branch name is
+// checked with `git check-ref-format --branch` on the host.
+func BranchCommand(ctx context.Context, guestPath, branch, from string) (string, error) {
+	if err := checkGuestPath(guestPath); err != nil {
+		return "", err
+	}
+	if err := CheckBranchName(ctx, branch); err != nil {
+		return "", err
+	}
+	if from != "" && !isObjectID(from) {
+		return "", errdefs.Invalid(fmt.Errorf("branch start %q is not a commit id", from))
+	}
+	cmd := "git -C \"$d\" checkout -q -b " + ShellQuote(branch)
+	if from != "" {
+		cmd += " " + from
+	}
+	return "set -e\n" + gitPreamble + "d=" + ShellQuote(guestPath) + "\n" + cmd + "\n", nil
+}
+
+// CheckBranchName reports whether name is a valid new branch name.
+func CheckBranchName(ctx context.Context, name string) error {
+	if name == "" || strings.HasPrefix(name, "-") {
+		return errdefs.Invalid(fmt.Errorf("invalid branch name %q", name))
+	}
+	if _, err := git(ctx, "/", "check-ref-format", "--branch", name); err != nil {
+		if exitCode(err) > 0 {
+			return errdefs.Invalid(fmt.Errorf("invalid branch name %q", name))
+		}
+		return fmt.Errorf("check branch name %q: %w", name, err)
+	}
+	return nil
+}
+
+// ExportCommand returns the script that prints to stdout a binary patch
+// (`git diff --binary`) from baseCommit to the guest copy at guestPath as
+// it is on disk: new files (untracked ones too, ignored ones not),
+// changes, deletions, renames, mode changes. An empty baseCommit means a
+// repository that had no commits: the patch then creates every file.
+// The guest's index and HEAD are left alone: a temporary index is loaded
+// from baseCommit and given every file. The patch applies with
+// `git apply` to a clean checkout of baseCommit; it is empty when
+// nothing changed.
+func ExportCommand(guestPath, baseCommit string) (string, error) {
+	if err := checkGuestPath(guestPath); err != nil {
+		return "", err
+	}
+	base := `"$(git hash-object -t tree /dev/null)"` // the empty tree
+	if baseCommit != "" {
+		if !isObjectID(baseCommit) {
+			return "", errdefs.Invalid(fmt.Errorf("base commit %q is not a commit id", baseCommit))
+		}
+		base = baseCommit
+	}
+	return "set -e\n" + gitPreamble +
+		"cd " + ShellQuote(guestPath) + "\n" +
+		"base=" + base + "\n" +
+		`GIT_INDEX_FILE="$t/index"
+export GIT_INDEX_FILE
+git read-tree "$base"
+git add -A
+git diff --cached --binary --no-color --no-ext-diff --no-textconv --no-relative --find-renames --submodule=short --src-prefix=a/ --dst-prefix=b/ "$base" --
+`, nil
+}
+
+// ShellCommand wraps script as the one remote command line to give ssh:
+// `sh -c '<script>'`.
+func ShellCommand(script string) string {
+	return "sh -c " + ShellQuote(script)
+}
+
+// ShellQuote quotes s as one word for a POSIX shell.
+func ShellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// checkGuestPath refuses guest paths a prepare must not replace: not
+// absolute, not clean, or fewer than two levels deep (/, /root, /etc).
+func checkGuestPath(p string) error {
+	switch {
+	case strings.ContainsRune(p, 0):
+		return errdefs.Invalid(errors.New("guest path holds a NUL byte"))
+	case !path.IsAbs(p) || path.Clean(p) != p:
+		return errdefs.Invalid(fmt.Errorf("guest path %q is not a clean absolute path", p))
+	case strings.Count(p, "/") < 2:
+		return errdefs.Invalid(fmt.Errorf("guest path %q is too close to / (want a directory like /root/NAME)", p))
+	}
+	return nil
+}
+
+// isObjectID reports whether s is a full hex git object id.
+func isObjectID(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,206 @@
+// Package workspace copies a host repository into a VM and brings the
+// guest's changes back. It is host-side logic only and knows nothing of
+// SSH: it inspects a repository (Inspect), plans what a prepare sends
+// (NewPlan), writes that plan as one tar stream (WriteTar), and returns
+// the exact shell scripts the caller runs in the guest over SSH
+// (ExtractCommand, BranchCommand, ExportCommand) with the tar stream on
+// stdin or the patch on stdout. Fingerprint lets the caller notice that a
+// host repository changed since its last prepare.
+//
+// The CLI and the daemon import it; it imports only model, errdefs and
+// hostexec, and runs git on the host through hostexec.
+//
+// Behaviour in brief:
+//   - shallow_overlay (default) sends a one-commit .git for HEAD plus the
+//     host's tracked working tree byte for byte (submodule working trees
+//     included, their history not). Blobs of HEAD that the guest can
+//     rebuild from the files it receives are not sent; ExtractCommand
+//     rebuilds them after extraction, so the guest .git stays small and
+//     complete. A repository without commits gets an empty .git on the
+//     same branch; its files arrive untracked.
+//   - full_copy sends the whole .git (submodules' git dirs included) and
+//     the tracked files of the repository and its submodules. A plain
+//     directory that is not a git repository is allowed only in this mode
+//     and is copied whole.
+//   - metadata_only sends nothing.
+//   - Untracked files that are not ignored are sent only with
+//     Options.IncludeUntracked; ignored files never are.
+//   - A prepare replaces the guest copy: ExtractCommand removes it first.
+//   - ExportCommand prints a binary patch of everything that differs in
+//     the guest copy from the base commit, untracked files included and
+//     ignored files excluded, without touching the guest's own index.
+//     Changes inside submodules are not exported (a moved submodule
+//     commit shows as a gitlink change, which `git apply` skips).
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"banger/internal/errdefs"
+	"banger/internal/hostexec"
+	"banger/internal/model"
+)
+
+// Repo is a host directory resolved for a workspace prepare.
+type Repo struct {
+	// Path is the absolute form of the path the user gave.
+	Path string
+	// Root is the git top-level of Path, or Path itself when Git is false.
+	Root string
+	// Name is the base name of Root made into one safe path component.
+	Name string
+	// Git is false for a plain directory that is not in a git repository.
+	Git bool
+	// HeadCommit is the commit HEAD names; empty when there are no commits.
+	HeadCommit string
+	// Branch is the current branch; empty when HEAD is detached.
+	Branch string
+}
+
+// Inspect resolves path (which must be an existing directory) to the
+// repository that contains it.
+func Inspect(ctx context.Context, path string) (Repo, error) {
+	if path == "" {
+		return Repo{}, errdefs.Invalid(errors.New("inspect workspace: path is empty"))
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Repo{}, fmt.Errorf("inspect workspace %q: %w", path, err)
+	}
+	fi, err := os.Stat(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return Repo{}, errdefs.NotFound(fmt.Errorf("path %q does not exist", path))
+	case err != nil:
+		return Repo{}, fmt.Errorf("inspect workspace %q: %w", path, err)
+	case !fi.IsDir():
+		return Repo{}, errdefs.Invalid(fmt.Errorf("path %q is not a directory", path))
+	}
+	if _, err := hostexec.Look("git", "git"); err != nil {
+		return Repo{}, fmt.Errorf("inspect workspace %q: %w", path, err)
+	}
+
+	out, err := git(ctx, abs, "rev-parse", "--show-toplevel")
+	if err != nil {
+		if notRepository(err) {
+			return Repo{Path: abs, Root: abs, Name: SafeName(filepath.Base(abs))}, nil
+		}
+		return Repo{}, fmt.Errorf("inspect workspace %q: %w", path, err)
+	}
+	root := strings.TrimSuffix(string(out), "\n")
+	if root == "" {
+		return Repo{}, fmt.Errorf("inspect workspace %q: git reports no top-level directory (is it inside a .git directory?)", path)
+	}
+	repo := Repo{Path: abs, Root: root, Name: SafeName(filepath.Base(root)), Git: true}
+
+	out, err = git(ctx, root, "rev-parse", "-q", "--verify", "HEAD^{commit}")
+	switch {
+	case err == nil:
+		repo.HeadCommit = strings.TrimSpace(string(out))
+	case exitCode(err) != 1: // 1: no commit yet
+		return Repo{}, fmt.Errorf("inspect workspace %q: %w", path, err)
+	}
+	out, err = git(ctx, root, "symbolic-ref", "-q", "--short", "HEAD")
+	switch {
+	case err == nil:
+		repo.Branch = strings.TrimSpace(string(out))
+	case exitCode(err) != 1: // 1: detached HEAD
+		return Repo{}, fmt.Errorf("inspect workspace %q: %w", path, err)
+	}
+	return repo, nil
+}
+
+// SafeName turns a directory's base name into one path component made of
+// ASCII letters, digits, '.', '_' and '-', that starts with neither '.'
+// nor '-' and is at most 64 bytes. Other characters become '-'; a name
+// left empty becomes "repo".
+func SafeName(base string) string {
+	var b strings.Builder
+	lastDash := false
+	for _, r := range base {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			r = '-'
+		}
+		if r == '-' && lastDash {
+			continue
+		}
+		lastDash = r == '-'
+		b.WriteRune(r)
+	}
+	name := strings.TrimLeft(b.String(), ".-")
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	name = strings.TrimRight(name, "-")
+	if name == "" {
+		return "repo"
+	}
+	return name
+}
+
+// DefaultGuestPath is where a repository lands in the guest unless the
+// caller says otherwise: /root/<name>.
+func DefaultGuestPath(repo Repo) string {
+	return "/root/" + repo.Name
+}
+
+// ParseMode checks a prepare mode given by the user; empty means
+// shallow_overlay.
+func ParseMode(s string) (model.WorkspacePrepareMode, error) {
+	switch m := model.WorkspacePrepareMode(s); m {
+	case "":
+		return model.WorkspacePrepareModeShallowOverlay, nil
+	case model.WorkspacePrepareModeShallowOverlay, model.WorkspacePrepareModeFullCopy, model.WorkspacePrepareModeMetadataOnly:
+		return m, nil
+	}
+	return "", errdefs.Invalid(fmt.Errorf("unknown workspace mode %q: want shallow_overlay, full_copy or metadata_only", s))
+}
+
+// Result fills what a prepare of repo into guestPath in mode reports; the
+// caller adds VMID, BranchName and PreparedAt. BaseCommit, the commit an
+// export diffs against, is HEAD at prepare time.
+func Result(repo Repo, mode model.WorkspacePrepareMode, guestPath string) model.WorkspacePrepareResult {
+	return model.WorkspacePrepareResult{
+		SourcePath:    repo.Path,
+		RepoRoot:      repo.Root,
+		RepoName:      repo.Name,
+		GuestPath:     guestPath,
+		Mode:          mode,
+		HeadCommit:    repo.HeadCommit,
+		CurrentBranch: repo.Branch,
+		BaseCommit:    repo.HeadCommit,
+	}
+}
+
+// git runs git in dir on the host.
+func git(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	return hostexec.Run(ctx, "git", append([]string{"-C", dir}, args...)...)
+}
+
+// gitStdin runs git in dir with in on stdin.
+func gitStdin(ctx context.Context, in []byte, dir string, args ...string) ([]byte, error) {
+	return hostexec.RunStdin(ctx, in, "git", append([]string{"-C", dir}, args...)...)
+}
+
+// exitCode is the exit status of a failed host command, or -1.
+func exitCode(err error) int {
+	var e *hostexec.Error
+	if errors.As(err, &e) {
+		return e.ExitCode
+	}
+	return -1
+}
+
+// notRepository reports whether git failed because its directory is in
+// no repository. Git says so only in words.
+func notRepository(err error) bool {
+	var e *hostexec.Error
+	return errors.As(err, &e) && e.ExitCode == 128 && strings.Contains(e.Stderr, "not a git repository")
+}
