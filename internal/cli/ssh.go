@@ -73,8 +73,12 @@ func (g *globals) runSSH(ctx context.Context, info api.SSHInfo, argv []string) e
 		return errors.New("ssh not found in PATH: install openssh-client")
 	}
 	remote := ""
-	if len(argv) > 0 {
+	switch {
+	case len(argv) > 0:
 		remote = remoteCommand(argv, info.WorkDir)
+	case info.WorkDir != "":
+		// A login shell that starts in the workspace.
+		remote = "cd " + shellQuote(info.WorkDir) + ` && exec "${SHELL:-/bin/sh}" -l`
 	}
 	interactive := len(argv) == 0
 	tty := interactive && isTerminal(os.Stdin)
@@ -115,11 +119,15 @@ func newVMSSHCmd(g *globals) *cobra.Command {
 
 func newVMExecCmd(g *globals) *cobra.Command {
 	var guestPath string
+	var autoPrepare bool
 	cmd := &cobra.Command{
 		Use:   "exec VM -- CMD [ARG...]",
 		Short: "Run a command in a running VM; its exit status becomes banger's",
 		Long: `Run a command in a running VM over SSH. Its stdout and stderr stay
-apart, and banger exits with the command's exit status.`,
+apart, and banger exits with the command's exit status. The command runs
+in the VM's prepared workspace, if any (--guest-path overrides), and
+banger warns when the host repository changed since that prepare
+(--auto-prepare copies it again first).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return errors.New("usage: banger vm exec VM -- CMD [ARG...]")
@@ -127,8 +135,15 @@ apart, and banger exits with the command's exit status.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
 			var info api.SSHInfo
-			if err := g.call(cmd.Context(), api.MethodVMSSHInfo, api.Ref{Ref: args[0]}, &info); err != nil {
+			if err := c.Call(cmd.Context(), api.MethodVMSSHInfo, api.Ref{Ref: args[0]}, &info); err != nil {
+				return err
+			}
+			if err := g.checkDrift(cmd.Context(), c, &info, autoPrepare); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("guest-path") {
@@ -138,6 +153,7 @@ apart, and banger exits with the command's exit status.`,
 		},
 	}
 	cmd.Flags().StringVar(&guestPath, "guest-path", "", "directory in the guest to run the command in")
+	cmd.Flags().BoolVar(&autoPrepare, "auto-prepare", false, "copy the workspace again first when the host repository changed")
 	return cmd
 }
 

@@ -24,7 +24,7 @@ func newVMCmd(g *globals) *cobra.Command {
 		newVMLifecycleCmd(g, "restart", "Stop and start VMs", api.MethodVMRestart),
 		newVMKillCmd(g),
 		newVMLifecycleCmd(g, "delete", "Delete VMs with their disks (running ones are killed)", api.MethodVMDelete),
-		newVMSetCmd(g), newVMPruneCmd(g),
+		newVMSetCmd(g), newVMPruneCmd(g), newVMWorkspaceCmd(g),
 		newVMListCmd(g), newVMShowCmd(g), newVMSSHCmd(g), newVMExecCmd(g), newVMLogsCmd(g),
 		newVMStatsCmd(g),
 	)

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -21,10 +22,13 @@ func randomBytes(seed uint64, n int) []byte {
 // Paths of the fixture repository that are not part of its tracked
 // working tree.
 var (
-	fixtureUntracked = []string{"untracked.txt", "untracked dir/u.bin"}
+	fixtureUntracked = []string{"untracked.txt", "untracked dir/u.bin", "typechange"}
 	fixtureIgnored   = []string{"debug.log", "build"}
 	fixtureNested    = "nested" // an untracked repository of its own
 	fixtureSubmodule = "modules/sub"
+	// fixtureLong is too long for a ustar header (changed on the host, so
+	// that every mode sends it).
+	fixtureLong = "long/" + strings.Repeat("directory-name-", 8) + "/" + strings.Repeat("ü", 60) + ".txt"
 )
 
 // fixtureRepo builds a repository at DIR/"my repo" with a submodule,
@@ -70,6 +74,9 @@ func fixtureRepo(t testing.TB) string {
 		{"dup2.txt", []byte("duplicate\n"), 0o644},
 		{"empty.txt", nil, 0o644},
 		{".gitignore", []byte("*.log\nbuild/\n"), 0o644},
+		{"crlf.txt", []byte("one\ntwo\n"), 0o644},
+		{"typechange", []byte("a file in HEAD, a directory now\n"), 0o644},
+		{fixtureLong, []byte("long\n"), 0o644},
 	}
 	for _, f := range files {
 		writeFile(t, root, f.path, f.data, f.mode)
@@ -85,6 +92,10 @@ func fixtureRepo(t testing.TB) string {
 	gitT(t, root, "commit", "-q", "-m", "first")
 
 	writeFile(t, root, "src/a.txt", []byte("alpha 2\n"), 0o644)
+	// A checkout would now write crlf.txt with CRLF; the host's copy keeps
+	// LF, and so must the guest's.
+	writeFile(t, root, ".gitattributes", []byte("crlf.txt eol=crlf\n"), 0o644)
+	gitT(t, root, "add", ".gitattributes")
 	gitT(t, root, "commit", "-q", "-a", "-m", "second")
 	gitT(t, root, "submodule", "add", "-q", sub, fixtureSubmodule)
 	gitT(t, root, "commit", "-q", "-m", "third: submodule")
@@ -99,8 +110,11 @@ func fixtureRepo(t testing.TB) string {
 	gitT(t, root, "mv", "old-name.txt", "new-name.txt")
 	os.Chmod(filepath.Join(root, "mode.txt"), 0o755)
 	writeFile(t, root, "bin/blob.bin", randomBytes(3, 64<<10), 0o644)
+	os.Remove(filepath.Join(root, "typechange"))
+	writeFile(t, root, "typechange/inner.txt", []byte("untracked below a deleted file\n"), 0o644)
 	writeFile(t, root, fixtureSubmodule+"/sub-local.txt", []byte("untracked in the submodule\n"), 0o644)
 
+	writeFile(t, root, fixtureLong, []byte("long, changed\n"), 0o644)
 	writeFile(t, root, "untracked.txt", []byte("untracked\n"), 0o644)
 	writeFile(t, root, "untracked dir/u.bin", randomBytes(4, 100), 0o644)
 	writeFile(t, root, "debug.log", []byte("ignored\n"), 0o644)

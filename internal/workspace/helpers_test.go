@@ -262,11 +262,12 @@ func extract(t testing.TB, plan *Plan, guest string) Stats {
 	}()
 	_, runErr := runScript(t, script, pr)
 	pr.Close()
-	if err := <-done; err != nil {
-		t.Fatalf("WriteTar: %v", err)
-	}
+	tarErr := <-done
 	if runErr != nil {
-		t.Fatalf("extract script: %v", runErr)
+		t.Fatalf("extract script: %v (WriteTar: %v)", runErr, tarErr)
+	}
+	if tarErr != nil {
+		t.Fatalf("WriteTar: %v", tarErr)
 	}
 	return st
 }

@@ -10,34 +10,37 @@ import (
 )
 
 // WriteList writes the dry-run view of plan to w: one `SIZE  PATH` line
-// per file and symlink (a symlink's size is 0 and its line ends in
-// ` -> TARGET`), in archive order, then a total line. Directories are
+// per archived file and symlink (a symlink's size is 0 and its line ends
+// in ` -> TARGET`), in archive order, and a total line of the bytes sent;
+// then, for a shallow overlay, the files the guest checks out of the
+// sent .git instead, under their own heading and total. Directories are
 // implied by the paths and not listed. A path or target that could read
 // ambiguously (a line break or other control character, invalid UTF-8,
 // leading or trailing space, a leading double quote, or " -> ") is
 // printed Go-quoted.
 func WriteList(w io.Writer, plan *Plan) error {
-	width := len(strconv.FormatInt(plan.TotalBytes, 10))
+	width := len(strconv.FormatInt(max(plan.TotalBytes, plan.CheckoutBytes), 10))
+	var b strings.Builder
 	var files, links int
 	for _, e := range plan.Entries {
-		var line string
 		switch e.Kind {
 		case KindFile:
 			files++
-			line = fmt.Sprintf("%*d  %s\n", width, e.Size, listName(e.Path))
+			fmt.Fprintf(&b, "%*d  %s\n", width, e.Size, listName(e.Path))
 		case KindSymlink:
 			links++
-			line = fmt.Sprintf("%*d  %s -> %s\n", width, 0, listName(e.Path), listName(e.Target))
-		default:
-			continue
-		}
-		if _, err := io.WriteString(w, line); err != nil {
-			return fmt.Errorf("write workspace list: %w", err)
+			fmt.Fprintf(&b, "%*d  %s -> %s\n", width, 0, listName(e.Path), listName(e.Target))
 		}
 	}
-	_, err := fmt.Fprintf(w, "%*d  total: %d %s, %d %s\n", width, plan.TotalBytes,
-		files, plural(files, "file", "files"), links, plural(links, "symlink", "symlinks"))
-	if err != nil {
+	fmt.Fprintf(&b, "%*d  total sent: %s, %s\n", width, plan.TotalBytes, count(files, "file"), count(links, "symlink"))
+	if len(plan.Checkout) > 0 {
+		b.WriteString("checked out of the sent .git in the guest:\n")
+		for _, e := range plan.Checkout {
+			fmt.Fprintf(&b, "%*d  %s\n", width, e.Size, listName(e.Path))
+		}
+		fmt.Fprintf(&b, "%*d  total checked out: %s\n", width, plan.CheckoutBytes, count(len(plan.Checkout), "file"))
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("write workspace list: %w", err)
 	}
 	return nil
@@ -52,9 +55,10 @@ func listName(s string) string {
 	return s
 }
 
-func plural(n int, one, many string) string {
+// count is "1 file", "2 files".
+func count(n int, noun string) string {
 	if n == 1 {
-		return one
+		return "1 " + noun
 	}
-	return many
+	return strconv.Itoa(n) + " " + noun + "s"
 }

@@ -63,16 +63,22 @@ type Entry struct {
 
 	source  string    // host file the entry is read from
 	modTime time.Time // whole seconds
-	blobID  string    // expected git blob id of the content, when the guest rebuilds a blob from it
 }
 
 // Plan is what a prepare sends, in archive order. A plan may own a
 // temporary directory on the host: Close it when done.
 type Plan struct {
-	Mode    model.WorkspacePrepareMode
+	Mode model.WorkspacePrepareMode
+	// Entries are the archive's members.
 	Entries []Entry
-	// TotalBytes is the sum of the regular files' sizes.
+	// TotalBytes is the sum of the archived regular files' sizes.
 	TotalBytes int64
+	// Checkout are the tracked files (shallow_overlay) that are not in
+	// the archive because they equal HEAD's version: the guest writes
+	// them from the archived .git, in this order.
+	Checkout []Entry
+	// CheckoutBytes is the sum of the Checkout files' sizes.
+	CheckoutBytes int64
 
 	tmpDir string
 }
@@ -115,13 +121,18 @@ func NewPlan(ctx context.Context, repo Repo, opts Options) (*Plan, error) {
 		return nil, fmt.Errorf("plan workspace %q: %w", repo.Root, err)
 	}
 	p.Entries, p.TotalBytes = b.list()
+	p.Checkout = b.checkout
+	for _, e := range p.Checkout {
+		p.CheckoutBytes += e.Size
+	}
 	return p, nil
 }
 
 // builder collects entries by archive path.
 type builder struct {
-	entries map[string]*Entry
-	dirs    map[string]bool // host directories checked to be real directories
+	entries  map[string]*Entry
+	dirs     map[string]bool // host directories checked to be real directories
+	checkout []Entry         // files the guest checks out of .git
 }
 
 // list returns the entries with their parent directories, sorted by path
@@ -152,10 +163,11 @@ func (b *builder) list() ([]Entry, int64) {
 }
 
 // addPath adds the host file src as archive path rel, as it is now: a
-// regular file, a symlink (never followed) or a directory (the entry
-// alone). A path that is missing, sits below something that is not a
-// real directory, or is another kind of file is left out, as git would.
-func (b *builder) addPath(src, rel string) (*Entry, error) {
+// regular file, a symlink (never followed) or, with dirOK, a directory
+// (the entry alone). A path that is missing, sits below something that
+// is not a real directory, or is another kind of file is left out, as
+// git would.
+func (b *builder) addPath(src, rel string, dirOK bool) (*Entry, error) {
 	if !validRel(rel) {
 		return nil, fmt.Errorf("refuse archive path %q", rel)
 	}
@@ -182,7 +194,7 @@ func (b *builder) addPath(src, rel string) (*Entry, error) {
 			return nil, err
 		}
 		e.Kind, e.Mode, e.Target = KindSymlink, 0o777, target
-	case fi.IsDir():
+	case fi.IsDir() && dirOK:
 		e.Kind, e.Mode = KindDir, 0o755
 	default:
 		return nil, nil // sockets, fifos, devices
@@ -233,7 +245,7 @@ func (b *builder) addTree(src, prefix string) error {
 		if rel == "." {
 			return nil
 		}
-		_, err = b.addPath(p, rel)
+		_, err = b.addPath(p, rel, true)
 		return err
 	})
 }
@@ -286,7 +298,7 @@ func (b *builder) addWorkTree(ctx context.Context, dir, prefix string, withGitFi
 		src := filepath.Join(dir, filepath.FromSlash(ie.path))
 		rel := path.Join(prefix, ie.path)
 		if ie.mode != gitlinkMode {
-			if _, err := b.addPath(src, rel); err != nil {
+			if _, err := b.addPath(src, rel, false); err != nil { // a file that became a directory is gone for git
 				return err
 			}
 			continue
@@ -303,7 +315,7 @@ func (b *builder) addWorkTree(ctx context.Context, dir, prefix string, withGitFi
 			if fi.IsDir() {
 				err = b.addTree(gitEntry, rel+"/.git")
 			} else {
-				_, err = b.addPath(gitEntry, rel+"/.git")
+				_, err = b.addPath(gitEntry, rel+"/.git", false)
 			}
 			if err != nil {
 				return err
@@ -324,7 +336,7 @@ func (b *builder) addWorkTree(ctx context.Context, dir, prefix string, withGitFi
 		if bytes.HasSuffix(p, []byte{'/'}) {
 			continue // a nested repository of its own: not part of this one
 		}
-		if _, err := b.addPath(filepath.Join(dir, filepath.FromSlash(string(p))), path.Join(prefix, string(p))); err != nil {
+		if _, err := b.addPath(filepath.Join(dir, filepath.FromSlash(string(p))), path.Join(prefix, string(p)), false); err != nil {
 			return err
 		}
 	}

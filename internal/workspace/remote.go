@@ -29,8 +29,10 @@ unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_CEILING_DIRE
 
 // ExtractCommand returns the script that replaces the guest copy at
 // guestPath with the tar stream on its stdin: it removes guestPath,
-// recreates it, extracts, then lets git rebuild the blobs a shallow
-// overlay left out.
+// recreates it, extracts, then checks out of the received .git the files
+// a shallow overlay did not send (Plan.Checkout), bytes as in the blobs:
+// a private info/attributes turns off end-of-line conversion and filters
+// for that checkout.
 func ExtractCommand(guestPath string) (string, error) {
 	if err := checkGuestPath(guestPath); err != nil {
 		return "", err
@@ -40,9 +42,11 @@ func ExtractCommand(guestPath string) (string, error) {
 		`rm -rf -- "$d"
 mkdir -p -- "$d"
 tar -x -f - -C "$d"
-if [ -f "$d/.git/` + rehashFile + `" ]; then
-	git -C "$d" hash-object -w --no-filters --stdin-paths <"$d/.git/` + rehashFile + `" >/dev/null
-	rm -f -- "$d/.git/` + rehashFile + `"
+if [ -f "$d/.git/` + checkoutFile + `" ]; then
+	mkdir "$d/.git/info"
+	printf '* -text !eol -filter -ident !working-tree-encoding\n' >"$d/.git/info/attributes"
+	git -C "$d" checkout-index -u -z --stdin <"$d/.git/` + checkoutFile + `"
+	rm -rf -- "$d/.git/info" "$d/.git/` + checkoutFile + `"
 fi
 `, nil
 }

@@ -15,16 +15,17 @@ import (
 	"strings"
 )
 
-// rehashFile is where, inside the guest's .git, a shallow overlay lists
-// the files whose git blobs the guest rebuilds after extraction; the
-// guest deletes it once done. One path a line, C-quoted when needed, the
-// form `git hash-object --stdin-paths` reads.
-const rehashFile = "banger-rehash"
+// checkoutFile is where, inside the guest's .git, a shallow overlay
+// lists the files the guest writes from HEAD's blobs instead of
+// receiving them: NUL-terminated paths, the form `git checkout-index -z
+// --stdin` reads. The guest deletes it once done.
+const checkoutFile = "banger-checkout"
 
 // addShallowOverlay adds the host's tracked working tree and a .git that
-// holds HEAD's commit and trees and only the blobs the guest cannot
-// rebuild from the files it receives. It returns the temporary directory
-// that holds that .git.
+// holds HEAD's commit, trees and blobs. Tracked files whose bytes and
+// exec bit equal HEAD's are not sent: the guest checks them out of the
+// .git, so their bytes travel once, compressed. It returns the temporary
+// directory that holds the .git.
 func (b *builder) addShallowOverlay(ctx context.Context, repo Repo, untracked bool) (tmp string, err error) {
 	if err := b.addWorkTree(ctx, repo.Root, "", false, untracked); err != nil {
 		return "", err
@@ -45,11 +46,8 @@ func (b *builder) addShallowOverlay(ctx context.Context, repo Repo, untracked bo
 			tmp = ""
 		}
 	}()
-	// No template: no sample hooks, no description; reflogs off.
+	// No template: no sample hooks, no description.
 	if _, err := git(ctx, tmp, "init", "-q", "--template=", "--object-format="+format); err != nil {
-		return "", err
-	}
-	if _, err := git(ctx, tmp, "config", "core.logAllRefUpdates", "false"); err != nil {
 		return "", err
 	}
 	if repo.HeadCommit != "" {
@@ -75,18 +73,22 @@ type treeEntry struct {
 }
 
 // writeShallowHead fills the .git in tmp with HEAD's commit: a pack of
-// the commit, its trees and the blobs no sent file reproduces, the
-// branch or detached HEAD, the shallow boundary and an index that
-// matches HEAD. Sent files that reproduce a blob are marked and listed in
-// the rehash file.
+// the commit and its whole tree, the branch or detached HEAD, the
+// shallow boundary and an index that matches HEAD. Sent files that equal
+// HEAD's version move from the archive to the checkout list.
 func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format string) error {
 	head := repo.HeadCommit
 	out, err := git(ctx, repo.Root, "ls-tree", "-r", "-t", "-l", "-z", "--full-tree", head)
 	if err != nil {
 		return err
 	}
-	tree := map[string]treeEntry{}
-	var paths []string // in ls-tree's order, which is stable
+	root, err := git(ctx, repo.Root, "rev-parse", head+"^{tree}")
+	if err != nil {
+		return err
+	}
+	objects := bytes.NewBufferString(head + "\n" + string(root))
+	packed := map[string]bool{}
+	var list bytes.Buffer
 	for _, rec := range splitNul(out) {
 		// <mode> SP <type> SP <object> SP+ <size> TAB <path>
 		meta, p, ok := bytes.Cut(rec, []byte{'\t'})
@@ -94,59 +96,37 @@ func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format s
 		if !ok || len(f) != 4 {
 			return fmt.Errorf("parse git ls-tree line %q", rec)
 		}
-		size := int64(-1)
+		te := treeEntry{mode: f[0], typ: f[1], id: f[2], size: -1}
 		if f[3] != "-" {
-			if size, err = strconv.ParseInt(f[3], 10, 64); err != nil {
+			if te.size, err = strconv.ParseInt(f[3], 10, 64); err != nil {
 				return fmt.Errorf("parse git ls-tree line %q: %w", rec, err)
 			}
 		}
-		tree[string(p)] = treeEntry{mode: f[0], typ: f[1], id: f[2], size: size}
-		paths = append(paths, string(p))
-	}
-
-	// Blobs the guest rebuilds: a regular file sent at the path HEAD has it,
-	// whose raw bytes hash to HEAD's blob.
-	rebuilt := map[string]bool{}
-	var list bytes.Buffer
-	for _, p := range paths {
-		te, e := tree[p], b.entries[p]
-		if te.typ != "blob" || te.mode == "120000" || e == nil || e.Kind != KindFile || e.Size != te.size || rebuilt[te.id] {
-			continue
-		}
-		id, err := blobID(format, e.source, e.Size)
-		if err != nil {
-			return err
-		}
-		if id != te.id {
-			continue
-		}
-		e.blobID = id
-		rebuilt[id] = true
-		list.WriteString(quotePathLine(p))
-		list.WriteByte('\n')
-	}
-
-	root, err := git(ctx, repo.Root, "rev-parse", head+"^{tree}")
-	if err != nil {
-		return err
-	}
-	objects := bytes.NewBufferString(head + "\n" + string(root))
-	packed := map[string]bool{}
-	for _, p := range paths {
-		if te := tree[p]; (te.typ == "tree" || te.typ == "blob" && !rebuilt[te.id]) && !packed[te.id] {
+		if (te.typ == "tree" || te.typ == "blob") && !packed[te.id] {
 			packed[te.id] = true
 			objects.WriteString(te.id + "\n")
 		}
+		same, err := b.sameAsHead(format, string(p), te)
+		if err != nil {
+			return err
+		}
+		if same {
+			b.checkout = append(b.checkout, *b.entries[string(p)])
+			delete(b.entries, string(p))
+			list.Write(p)
+			list.WriteByte(0)
+		}
 	}
+
 	packBase := filepath.Join(tmp, ".git", "objects", "pack", "pack")
 	if _, err := gitStdin(ctx, objects.Bytes(), repo.Root, "pack-objects", "-q", "--delta-base-offset", packBase); err != nil {
 		return err
 	}
-
+	// No reflog: it would carry the host user's name and a host path.
 	if repo.Branch != "" {
-		_, err = git(ctx, tmp, "update-ref", "refs/heads/"+repo.Branch, head)
+		_, err = git(ctx, tmp, "-c", "core.logAllRefUpdates=false", "update-ref", "refs/heads/"+repo.Branch, head)
 	} else {
-		_, err = git(ctx, tmp, "update-ref", "--no-deref", "HEAD", head)
+		_, err = git(ctx, tmp, "-c", "core.logAllRefUpdates=false", "update-ref", "--no-deref", "HEAD", head)
 	}
 	if err != nil {
 		return err
@@ -164,11 +144,31 @@ func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format s
 		return err
 	}
 	if list.Len() > 0 {
-		if err := os.WriteFile(filepath.Join(tmp, ".git", rehashFile), list.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(tmp, ".git", checkoutFile), list.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sameAsHead reports whether the file planned at path p is a regular
+// file whose exec bit and raw bytes equal HEAD's blob te there, so that
+// checking the blob out reproduces it.
+func (b *builder) sameAsHead(format, p string, te treeEntry) (bool, error) {
+	e := b.entries[p]
+	if te.typ != "blob" || e == nil || e.Kind != KindFile || e.Size != te.size {
+		return false, nil
+	}
+	switch {
+	case te.mode == "100644" && e.Mode == 0o644, te.mode == "100755" && e.Mode == 0o755:
+	default:
+		return false, nil
+	}
+	id, err := blobID(format, e.source, e.Size)
+	if err != nil {
+		return false, err
+	}
+	return id == te.id, nil
 }
 
 // newBlobHash returns the hash of git's object format ("sha1" or
@@ -203,32 +203,4 @@ func blobID(format, path string, size int64) (string, error) {
 		return "", fmt.Errorf("read %s: size changed while reading", path)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// quotePathLine writes p the way git reads a path line: as is, or
-// C-quoted when it starts with a double quote or holds a control byte
-// (a line break, or a carriage return git would strip).
-func quotePathLine(p string) string {
-	needs := strings.HasPrefix(p, `"`)
-	for i := 0; i < len(p) && !needs; i++ {
-		needs = p[i] < 0x20 || p[i] == 0x7f
-	}
-	if !needs {
-		return p
-	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; {
-		case c == '"' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			fmt.Fprintf(&b, "\\%03o", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
 }

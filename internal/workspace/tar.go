@@ -4,9 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
-	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"syscall"
@@ -29,8 +27,7 @@ type Stats struct {
 // followed), directories; every member owned by root:root. Names that
 // do not fit ustar (long, non-ASCII) get PAX records. A file whose size
 // changed since the plan was made is sent with its size at the time it
-// is opened; a file the guest rebuilds a git blob from must not have
-// changed at all, or WriteTar fails.
+// is opened.
 func WriteTar(ctx context.Context, w io.Writer, plan *Plan) (Stats, error) {
 	cw := &countWriter{w: w}
 	tw := tar.NewWriter(cw)
@@ -87,48 +84,19 @@ func writeEntry(tw *tar.Writer, e *Entry, st *Stats) error {
 		return fmt.Errorf("%s is no longer a regular file", e.source)
 	}
 	hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
-	var h hash.Hash
-	if e.blobID != "" {
-		if hdr.Size != e.Size {
-			return changedError(e)
-		}
-		if h, err = newBlobHash(blobFormat(e.blobID)); err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "blob %d\x00", hdr.Size)
-	}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	var dst io.Writer = tw
-	if h != nil {
-		dst = io.MultiWriter(tw, h)
-	}
-	n, err := io.Copy(dst, io.LimitReader(f, hdr.Size))
+	n, err := io.Copy(tw, io.LimitReader(f, hdr.Size))
 	if err != nil {
 		return err
 	}
 	if n != hdr.Size {
 		return fmt.Errorf("%s shrank while it was being sent", e.source)
 	}
-	if h != nil && hex.EncodeToString(h.Sum(nil)) != e.blobID {
-		return changedError(e)
-	}
 	st.Files++
 	st.ContentBytes += n
 	return nil
-}
-
-func changedError(e *Entry) error {
-	return fmt.Errorf("%s changed while the workspace was being sent; prepare again", e.source)
-}
-
-// blobFormat is the object format of a hex object id.
-func blobFormat(id string) string {
-	if len(id) == 64 {
-		return "sha256"
-	}
-	return "sha1"
 }
 
 // openNoFollow opens a regular file for reading without following a

@@ -11,18 +11,24 @@
 // hostexec, and runs git on the host through hostexec.
 //
 // Behaviour in brief:
-//   - shallow_overlay (default) sends a one-commit .git for HEAD plus the
-//     host's tracked working tree byte for byte (submodule working trees
-//     included, their history not). Blobs of HEAD that the guest can
-//     rebuild from the files it receives are not sent; ExtractCommand
-//     rebuilds them after extraction, so the guest .git stays small and
-//     complete. A repository without commits gets an empty .git on the
-//     same branch; its files arrive untracked.
+//   - shallow_overlay (default) gives the guest a one-commit .git for HEAD
+//     (the commit, its trees and blobs, marked shallow) and the host's
+//     tracked working tree byte for byte, exec bits included. Tracked
+//     files equal to HEAD's version are not sent as files: the guest
+//     checks them out of the sent .git, so their bytes travel once,
+//     compressed. Changed, staged, added and mode-changed files travel in
+//     the archive; files deleted on the host are absent in the guest.
+//     Submodule working trees are sent as files, without their history.
+//     A repository without commits gets an empty .git on the same
+//     branch; its files arrive untracked.
 //   - full_copy sends the whole .git (submodules' git dirs included) and
 //     the tracked files of the repository and its submodules. A plain
 //     directory that is not a git repository is allowed only in this mode
 //     and is copied whole.
 //   - metadata_only sends nothing.
+//   - Symlinks travel as symlinks, never followed, wherever they point.
+//     Files are sent 0644 or 0755 (after the owner's exec bit),
+//     directories 0755, all owned by root.
 //   - Untracked files that are not ignored are sent only with
 //     Options.IncludeUntracked; ignored files never are.
 //   - A prepare replaces the guest copy: ExtractCommand removes it first.
@@ -30,7 +36,8 @@
 //     the guest copy from the base commit, untracked files included and
 //     ignored files excluded, without touching the guest's own index.
 //     Changes inside submodules are not exported (a moved submodule
-//     commit shows as a gitlink change, which `git apply` skips).
+//     commit shows as a gitlink change, which `git apply` skips), and a
+//     plain-directory copy has no git to export from.
 package workspace
 
 import (
