@@ -58,6 +58,8 @@ bench: build
 	$(GO) test -tags e2e -run '^$$' -bench CreateNoStart -benchtime 15x -timeout 30m ./test/e2e/
 	$(GO) test -tags e2e -run '^$$' -bench BootRatio -benchtime 3x -timeout 30m ./test/e2e/
 	$(GO) test -tags e2e -run '^$$' -bench Reconcile -benchtime 3x -timeout 30m ./test/e2e/
+	$(GO) test -tags e2e -run '^$$' -bench WorkspacePrepare -benchtime 3x -timeout 30m ./test/e2e/
+	$(GO) test -run '^$$' -bench Prepare -benchtime 10x ./internal/workspace/
 
 clean:
 	rm -rf bin

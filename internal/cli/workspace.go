@@ -125,10 +125,16 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 	if err := c.Call(ctx, api.MethodVMSSHInfo, api.Ref{Ref: ref}, &info); err != nil {
 		return model.VMWorkspace{}, err
 	}
-	fingerprint, err := workspace.Fingerprint(ctx, repo)
-	if err != nil {
-		return model.VMWorkspace{}, err
+	// The fingerprint is read while the copy runs.
+	type fpResult struct {
+		fp  string
+		err error
 	}
+	fpc := make(chan fpResult, 1)
+	go func() {
+		fp, err := workspace.Fingerprint(ctx, repo)
+		fpc <- fpResult{fp, err}
+	}()
 	guestPath := workspace.DefaultGuestPath(repo)
 	if mode != model.WorkspacePrepareModeMetadataOnly {
 		plan, err := workspace.NewPlan(ctx, repo, workspace.Options{Mode: mode, IncludeUntracked: f.includeUntracked})
@@ -166,6 +172,11 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 	} else {
 		guestPath = ""
 	}
+	fp := <-fpc
+	if fp.err != nil {
+		return model.VMWorkspace{}, fp.err
+	}
+	fingerprint := fp.fp
 	ws := model.VMWorkspace{
 		GuestPath:        guestPath,
 		SourcePath:       repo.Path,

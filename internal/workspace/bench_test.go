@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"banger/internal/model"
+	"banger/internal/testutil/gitgen"
 )
 
 // benchSpec is a repository with a small tree (100 files of 50 KiB, about
 // 5 MB) and a long history (200 commits rewriting 20 files each, about
 // 200 MB of incompressible blobs).
-var benchSpec = historySpec{files: 100, fileSize: 50 << 10, commits: 200, churn: 20}
+var benchSpec = gitgen.Spec{Files: 100, FileSize: 50 << 10, Commits: 200, Churn: 20}
 
 // BenchmarkPrepare measures a prepare into a local "guest" directory
 // (plan, tar stream through a pipe, ExtractCommand) against plain tools
@@ -26,7 +27,7 @@ func BenchmarkPrepare(b *testing.B) {
 	needTools(b)
 	root := benchRepo(b, benchSpec)
 	repo := inspect(b, root)
-	tracked := float64(benchSpec.trackedBytes())
+	tracked := float64(benchSpec.TrackedBytes())
 	guest := filepath.Join(b.TempDir(), "guest", "repo")
 
 	prepare := func(mode model.WorkspacePrepareMode) func(b *testing.B) {

@@ -15,6 +15,7 @@ import (
 
 	"banger/internal/errdefs"
 	"banger/internal/model"
+	"banger/internal/testutil/gitgen"
 )
 
 func TestShallowOverlay(t *testing.T) {
@@ -98,9 +99,9 @@ func TestShallowOverlay(t *testing.T) {
 // one copy of the tree.
 func TestShallowGitIsSmall(t *testing.T) {
 	needTools(t)
-	spec := historySpec{files: 40, fileSize: 16 << 10, commits: 200, churn: 4} // 640 KiB tree, 12.5 MiB history
+	spec := gitgen.Spec{Files: 40, FileSize: 16 << 10, Commits: 200, Churn: 4} // 640 KiB tree, 12.5 MiB history
 	root := filepath.Join(t.TempDir(), "history")
-	generateHistory(t, root, spec)
+	gitgen.Generate(t, root, spec)
 	writeFile(t, root, "data/f0001.bin", randomBytes(9, 16<<10), 0o644) // one changed file: its HEAD blob must travel
 	repo := inspect(t, root)
 
@@ -112,7 +113,7 @@ func TestShallowGitIsSmall(t *testing.T) {
 			gitBytes += e.Size
 		}
 	}
-	tracked := spec.trackedBytes()
+	tracked := spec.TrackedBytes()
 	if max := tracked + tracked/20 + 64<<10; gitBytes > max { // HEAD's blobs, incompressible, and metadata
 		t.Errorf("shallow .git: got %d bytes, want at most %d (one copy of the tree)", gitBytes, max)
 	}
