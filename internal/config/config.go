@@ -30,6 +30,12 @@ const (
 	VMMFirecracker = "firecracker"
 )
 
+// DefaultDNSListen is where the .vm DNS server listens; DNSOff turns it off.
+const (
+	DefaultDNSListen = "127.0.0.1:42069"
+	DNSOff           = "off"
+)
+
 // DefaultPackageCacheDir is where image builds keep downloaded packages.
 const DefaultPackageCacheDir = "/var/cache/banger/packages"
 
@@ -51,6 +57,7 @@ type file struct {
 	TapPoolSize        *int            `toml:"tap_pool_size"`
 	DefaultDNS         *string         `toml:"default_dns"`
 	DefaultImageName   *string         `toml:"default_image_name"`
+	DNSListen          *string         `toml:"dns_listen"`
 	PackageCacheDir    *string         `toml:"package_cache_dir"`
 	FileSync           []fileSyncEntry `toml:"file_sync"`
 	VMDefaults         *vmDefaults     `toml:"vm_defaults"`
@@ -87,6 +94,7 @@ func Default(layout paths.Layout) model.DaemonConfig {
 		TapPoolSize:       0,
 		DefaultDNS:        model.DefaultDNS,
 		DefaultImageName:  model.DefaultImageName,
+		DNSListen:         DefaultDNSListen,
 		PackageCacheDir:   DefaultPackageCacheDir,
 	}
 }
@@ -155,6 +163,7 @@ func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
 	set(&cfg.CIDR, f.CIDR)
 	set(&cfg.DefaultDNS, f.DefaultDNS)
 	set(&cfg.DefaultImageName, f.DefaultImageName)
+	set(&cfg.DNSListen, f.DNSListen)
 	set(&cfg.PackageCacheDir, f.PackageCacheDir)
 	if f.JailerEnabled != nil {
 		cfg.JailerEnabled = *f.JailerEnabled
@@ -266,6 +275,11 @@ func Validate(cfg model.DaemonConfig) []error {
 	}
 	if cfg.JailerChrootBase != "" && !filepath.IsAbs(cfg.JailerChrootBase) {
 		errs = append(errs, fmt.Errorf("jailer_chroot_base %q: must be an absolute path", cfg.JailerChrootBase))
+	}
+	if cfg.DNSListen != DNSOff {
+		if ap, err := netip.ParseAddrPort(cfg.DNSListen); err != nil || !ap.Addr().Is4() {
+			errs = append(errs, fmt.Errorf("dns_listen %q: want an IPv4 address and port such as %s, or \"off\"", cfg.DNSListen, DefaultDNSListen))
+		}
 	}
 	if !filepath.IsAbs(cfg.PackageCacheDir) {
 		errs = append(errs, fmt.Errorf("package_cache_dir %q: must be an absolute path", cfg.PackageCacheDir))

@@ -45,6 +45,7 @@ type Daemon struct {
 
 	stopOnce sync.Once
 	stop     chan struct{}
+	changed  chan struct{} // VM records changed: rebuild DNS
 }
 
 // New loads the configuration and opens every subsystem.
@@ -96,6 +97,7 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		accelNote: note,
 		started:   time.Now().UTC(),
 		stop:      make(chan struct{}),
+		changed:   make(chan struct{}, 1),
 	}
 	d.vms = vm.New(vm.Deps{
 		Config:     cfg,
@@ -107,6 +109,7 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		Key:        key,
 		KnownHosts: &sshkey.KnownHosts{Path: layout.KnownHosts()},
 		Logger:     logger.With("component", "vm"),
+		Changed:    d.notifyChanged,
 	})
 	d.sampler = d.vms.NewSampler()
 	return d, nil
@@ -156,6 +159,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	go d.watch(ctx)
+	go d.serveDNS(ctx)
 	go d.sampler.Run(ctx, d.cfg.StatsPollInterval)
 	go d.vms.NewSweeper().Run(ctx)
 	d.logger.Info("bangerd ready", "socket", d.layout.Socket(), "vmm", d.driver.Name(), "accel", d.accel, "version", Version)

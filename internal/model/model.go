@@ -80,6 +80,8 @@ type DaemonConfig struct {
 	TapPoolSize        int
 	DefaultDNS         string
 	DefaultImageName   string
+	// DNSListen is the address of the .vm DNS server; "off" disables it.
+	DNSListen string
 	// PackageCacheDir keeps the Debian packages image builds download,
 	// shared by every banger home on the host; builds run offline from
 	// it when the mirror is unreachable.

@@ -192,7 +192,18 @@ func (s *Service) persistLocked(ctx context.Context, rec *model.VMRecord, h hand
 	}
 	mirror(rec, h)
 	rec.Runtime.State = rec.State
-	return s.store.UpdateVM(ctx, *rec)
+	if err := s.store.UpdateVM(ctx, *rec); err != nil {
+		return err
+	}
+	s.notify()
+	return nil
+}
+
+// notify tells the daemon that VM records changed.
+func (s *Service) notify() {
+	if s.changed != nil {
+		s.changed()
+	}
 }
 
 // Stop powers a VM off gracefully, killing it when the guest does not
@@ -363,7 +374,11 @@ func (s *Service) removeLocked(ctx context.Context, rec model.VMRecord) error {
 	if err := faultPoint("delete-dir"); err != nil {
 		return err
 	}
-	return s.store.DeleteVM(ctx, rec.ID)
+	if err := s.store.DeleteVM(ctx, rec.ID); err != nil {
+		return err
+	}
+	s.notify()
+	return nil
 }
 
 // withVM runs fn on the fresh record of ref under the VM's lock.

@@ -44,6 +44,7 @@ type Service struct {
 	key        sshkey.Key
 	knownHosts *sshkey.KnownHosts
 	logger     *slog.Logger
+	changed    func()
 
 	// SSHTimeout bounds the wait for a booting guest's SSH.
 	SSHTimeout time.Duration
@@ -64,6 +65,8 @@ type Deps struct {
 	Key        sshkey.Key
 	KnownHosts *sshkey.KnownHosts
 	Logger     *slog.Logger
+	// Changed, if set, is called after any VM's state or record changed.
+	Changed func()
 }
 
 // New returns a Service.
@@ -78,6 +81,7 @@ func New(d Deps) *Service {
 		key:         d.Key,
 		knownHosts:  d.KnownHosts,
 		logger:      d.Logger,
+		changed:     d.Changed,
 		SSHTimeout:  4 * time.Minute,
 		StopTimeout: 30 * time.Second,
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
+
 	"banger/internal/model"
 )
 
@@ -49,6 +51,16 @@ func TestVMLifecycle(t *testing.T) {
 		v := vms[0]
 		if v.Name != "demo" || v.State != model.VMStateRunning || v.Runtime.GuestIP != "172.16.0.2" || v.ImageName != model.DefaultImageName {
 			t.Errorf("got name %q state %q ip %q image %q, want demo running 172.16.0.2 %s", v.Name, v.State, v.Runtime.GuestIP, v.ImageName, model.DefaultImageName)
+		}
+	})
+
+	t.Run("dns", func(t *testing.T) {
+		rcode, addrs := e.queryVM("demo.vm")
+		if rcode != mdns.RcodeSuccess || len(addrs) != 1 || addrs[0] != "172.16.0.2" {
+			t.Errorf("demo.vm: rcode %d addrs %v, want NOERROR 172.16.0.2", rcode, addrs)
+		}
+		if rcode, _ := e.queryVM("nosuch.vm"); rcode != mdns.RcodeNameError {
+			t.Errorf("nosuch.vm: rcode %d, want NXDOMAIN", rcode)
 		}
 	})
 
@@ -141,6 +153,17 @@ func TestVMLifecycle(t *testing.T) {
 		rec := e.vm("demo")
 		e.ok("vm", "delete", "demo")
 		e.assertClean("after delete")
+		// Records follow state changes within moments.
+		rcode := -1
+		for i := 0; i < 12 && rcode != mdns.RcodeNameError; i++ {
+			if i > 0 {
+				time.Sleep(250 * time.Millisecond)
+			}
+			rcode, _ = e.queryVM("demo.vm")
+		}
+		if rcode != mdns.RcodeNameError {
+			t.Errorf("demo.vm after delete: rcode %d, want NXDOMAIN", rcode)
+		}
 		if _, err := os.Stat(rec.Runtime.VMDir); !os.IsNotExist(err) {
 			t.Errorf("vm dir %s still exists", rec.Runtime.VMDir)
 		}
