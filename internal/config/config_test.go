@@ -31,6 +31,7 @@ tap_pool_size = 4
 default_dns = "9.9.9.9"
 default_image_name = "my-image"
 package_cache_dir = "/srv/debs"
+dns_listen = "127.0.0.1:5353"
 
 [[file_sync]]
 host = "~/.gitconfig"
@@ -79,6 +80,7 @@ func TestParseFull(t *testing.T) {
 		DefaultDNS:         "9.9.9.9",
 		DefaultImageName:   "my-image",
 		PackageCacheDir:    "/srv/debs",
+		DNSListen:          "127.0.0.1:5353",
 		FileSync: []model.FileSyncEntry{
 			{Host: "~/.gitconfig", Guest: ".gitconfig", Mode: "0644"},
 			{Host: "/home/dev/.config/nvim", Guest: "/root/.config/nvim"},
@@ -200,6 +202,7 @@ func TestParseBadValuesNameTheirKey(t *testing.T) {
 		{"tap pool negative", `tap_pool_size = -1`, "tap_pool_size"},
 		{"tap pool large", `tap_pool_size = 65`, "tap_pool_size"},
 		{"relative package cache", `package_cache_dir = "debs"`, "package_cache_dir"},
+		{"dns listen without port", `dns_listen = "127.0.0.1"`, "dns_listen"},
 		{"tap pool overflow", `tap_pool_size = 99999999999999999999`, "tap_pool_size"},
 		{"dns", `default_dns = "one.one.one.one"`, "default_dns"},
 		{"image name", `default_image_name = "Debian_12"`, "default_image_name"},
