@@ -67,6 +67,8 @@ type DaemonStatus struct {
 	VMsRunning int       `json:"vms_running"`
 	VMsTotal   int       `json:"vms_total"`
 	Images     int       `json:"images"`
+	SSHKey     string    `json:"ssh_key"`
+	KnownHosts string    `json:"known_hosts"`
 }
 
 // Ref names one VM or image by id, unique id prefix or name.

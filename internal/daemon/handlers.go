@@ -158,14 +158,16 @@ func reporter(ctx context.Context, subject string) func(step, msg string) {
 
 func (d *Daemon) status(ctx context.Context, _ api.Empty) (api.DaemonStatus, error) {
 	st := api.DaemonStatus{
-		PID:       os.Getpid(),
-		Version:   Version,
-		Socket:    d.layout.Socket(),
-		StateDir:  d.layout.StateDir,
-		StartedAt: d.started,
-		VMM:       d.driver.Name(),
-		Accel:     d.accel,
-		AccelNote: d.accelNote,
+		PID:        os.Getpid(),
+		Version:    Version,
+		Socket:     d.layout.Socket(),
+		StateDir:   d.layout.StateDir,
+		StartedAt:  d.started,
+		VMM:        d.driver.Name(),
+		Accel:      d.accel,
+		AccelNote:  d.accelNote,
+		SSHKey:     d.cfg.SSHKeyPath,
+		KnownHosts: d.layout.KnownHosts(),
 	}
 	vms, err := d.store.ListVMs(ctx)
 	if err != nil {
