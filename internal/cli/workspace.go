@@ -147,10 +147,8 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 			return model.VMWorkspace{}, err
 		}
 		pr, pw := io.Pipe()
-		var stats workspace.Stats
 		go func() {
-			var err error
-			stats, err = workspace.WriteTar(ctx, pw, plan)
+			_, err := workspace.WriteTar(ctx, pw, plan)
 			pw.CloseWithError(err)
 		}()
 		err = g.sshPipe(ctx, info, "copy the workspace", workspace.ShellCommand(extract), pr, io.Discard)
@@ -159,7 +157,6 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 			return model.VMWorkspace{}, err
 		}
 		fmt.Fprintf(g.stderr, "==> %s copied to %s:%s (%s, %d entries, %s)\n", repo.Root, info.Name, guestPath, mode, len(plan.Entries), model.HumanBytes(plan.TotalBytes))
-		_ = stats
 		if f.branch != "" {
 			branch, err := workspace.BranchCommand(ctx, guestPath, f.branch, f.from)
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"banger/internal/api"
@@ -148,8 +149,8 @@ func reporter(ctx context.Context, subject string) func(step, msg string) {
 	}
 	return func(step, msg string) {
 		p := api.Progress{OpID: call.OpID, Subject: subject, Step: step, Message: msg}
-		if len(step) > 5 && step[:5] == "step:" {
-			p.Step = step[5:]
+		if name, ok := strings.CutPrefix(step, "step:"); ok {
+			p.Step = name
 			p.Verbose = true
 		}
 		call.Notify(api.NotifyProgress, p)

@@ -5,11 +5,8 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 )
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestBadInput checks that each bad input gets a clear one-line error, a
 // non-zero exit, and leaves no record, disk, TAP or process behind.

@@ -22,10 +22,12 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"banger/internal/model"
+	"banger/internal/vmm"
 )
 
 // env is one isolated banger installation: its own BANGER_HOME and
@@ -227,11 +229,7 @@ func (e *env) qemuPIDs() []int {
 		if err != nil {
 			continue
 		}
-		if bytes.Contains(cmdline, []byte("qemu-system")) && bytes.Contains(cmdline, []byte(e.home)) {
-			stat, _ := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-				continue
-			}
+		if bytes.Contains(cmdline, []byte("qemu-system")) && bytes.Contains(cmdline, []byte(e.home)) && processAlive(pid) {
 			pids = append(pids, pid)
 		}
 	}
@@ -341,3 +339,23 @@ func (e *env) ensureImage() {
 	}
 	os.WriteFile(filepath.Join(cache, "READY"), nil, 0o644)
 }
+
+// processAlive reports whether pid runs (a zombie does not).
+func processAlive(pid int) bool {
+	st, err := vmm.ReadProcStat(pid)
+	return err == nil && st.State != 'Z' && st.State != 'X'
+}
+
+// waitGone waits up to 10 s for pid to exit.
+func waitGone(t testing.TB, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d did not exit", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func killPID(pid int) { _ = syscall.Kill(pid, syscall.SIGKILL) }

@@ -193,19 +193,3 @@ func TestVMLifecycle(t *testing.T) {
 		e.assertClean("after run --rm")
 	})
 }
-
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(pid, 0); err != nil {
-			return
-		}
-		stat, _ := os.ReadFile("/proc/" + itoa(pid) + "/stat")
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("pid %d did not exit", pid)
-}
