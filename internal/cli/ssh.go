@@ -161,6 +161,12 @@ banger warns when the host repository changed since that prepare
 // the given stdin and stdout; the remote stderr goes to the CLI's. A
 // non-zero remote status is an error that says what ran.
 func (g *globals) sshPipe(ctx context.Context, info api.SSHInfo, what, remote string, stdin io.Reader, stdout io.Writer) error {
+	return g.sshPipeStderr(ctx, info, what, remote, stdin, stdout, g.stderr)
+}
+
+// sshPipeStderr is sshPipe with the remote command's stderr going to
+// stderr.
+func (g *globals) sshPipeStderr(ctx context.Context, info api.SSHInfo, what, remote string, stdin io.Reader, stdout, stderr io.Writer) error {
 	sshBin, err := exec.LookPath("ssh")
 	if err != nil {
 		return errors.New("ssh not found in PATH: install openssh-client")
@@ -168,7 +174,7 @@ func (g *globals) sshPipe(ctx context.Context, info api.SSHInfo, what, remote st
 	cmd := exec.CommandContext(ctx, sshBin, sshArgs(info, false, true, remote)...)
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout
-	cmd.Stderr = g.stderr
+	cmd.Stderr = stderr
 	if err := cmd.Run(); err != nil {
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) && exitErr.ExitCode() == 255 {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -137,34 +138,8 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 	}()
 	guestPath := workspace.DefaultGuestPath(repo)
 	if mode != model.WorkspacePrepareModeMetadataOnly {
-		plan, err := workspace.NewPlan(ctx, repo, workspace.Options{Mode: mode, IncludeUntracked: f.includeUntracked})
-		if err != nil {
+		if err := g.copyWorkspace(ctx, info, repo, guestPath, mode, f); err != nil {
 			return model.VMWorkspace{}, err
-		}
-		defer plan.Close()
-		extract, err := workspace.ExtractCommand(guestPath)
-		if err != nil {
-			return model.VMWorkspace{}, err
-		}
-		pr, pw := io.Pipe()
-		go func() {
-			_, err := workspace.WriteTar(ctx, pw, plan)
-			pw.CloseWithError(err)
-		}()
-		err = g.sshPipe(ctx, info, "copy the workspace", workspace.ShellCommand(extract), pr, io.Discard)
-		pr.Close()
-		if err != nil {
-			return model.VMWorkspace{}, err
-		}
-		fmt.Fprintf(g.stderr, "==> %s copied to %s:%s (%s, %d entries, %s)\n", repo.Root, info.Name, guestPath, mode, len(plan.Entries), model.HumanBytes(plan.TotalBytes))
-		if f.branch != "" {
-			branch, err := workspace.BranchCommand(ctx, guestPath, f.branch, f.from)
-			if err != nil {
-				return model.VMWorkspace{}, err
-			}
-			if err := g.sshPipe(ctx, info, "create branch "+f.branch, workspace.ShellCommand(branch), nil, io.Discard); err != nil {
-				return model.VMWorkspace{}, err
-			}
 		}
 	} else {
 		guestPath = ""
@@ -187,6 +162,58 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 		return model.VMWorkspace{}, err
 	}
 	return rec.Workspace, nil
+}
+
+// copyWorkspace plans repo and streams it into guestPath over SSH. The
+// SSH connection, slow to set up with a guest under software emulation,
+// is made while the plan is: the guest script waits for the stream and
+// keeps its old copy when the stream ends early.
+func (g *globals) copyWorkspace(ctx context.Context, info api.SSHInfo, repo workspace.Repo, guestPath string, mode model.WorkspacePrepareMode, f prepareFlags) error {
+	extract, err := workspace.ExtractCommand(guestPath)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	var sshStderr bytes.Buffer
+	copied := make(chan error, 1)
+	sshCtx, cancelSSH := context.WithCancel(ctx)
+	defer cancelSSH()
+	go func() {
+		err := g.sshPipeStderr(sshCtx, info, "copy the workspace", workspace.ShellCommand(extract), pr, io.Discard, &sshStderr)
+		pr.CloseWithError(errors.New("ssh exited"))
+		copied <- err
+	}()
+	plan, err := workspace.NewPlan(ctx, repo, workspace.Options{Mode: mode, IncludeUntracked: f.includeUntracked})
+	if err != nil {
+		cancelSSH() // the guest sees the stream end early and keeps its copy
+		pw.CloseWithError(err)
+		<-copied
+		return err
+	}
+	defer plan.Close()
+	_, tarErr := workspace.WriteTar(ctx, pw, plan)
+	pw.CloseWithError(tarErr)
+	err = <-copied
+	if tarErr != nil && err == nil {
+		err = tarErr
+	}
+	if sshStderr.Len() > 0 {
+		g.stderr.Write(sshStderr.Bytes())
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stderr, "==> %s copied to %s:%s (%s, %d entries, %s)\n", repo.Root, info.Name, guestPath, mode, len(plan.Entries), model.HumanBytes(plan.TotalBytes))
+	if f.branch != "" {
+		branch, err := workspace.BranchCommand(ctx, guestPath, f.branch, f.from)
+		if err != nil {
+			return err
+		}
+		if err := g.sshPipe(ctx, info, "create branch "+f.branch, workspace.ShellCommand(branch), nil, io.Discard); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkDrift warns when the host repository of a prepared workspace has

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -119,6 +120,10 @@ func NewPlan(ctx context.Context, repo Repo, opts Options) (*Plan, error) {
 	if err != nil {
 		p.Close()
 		return nil, fmt.Errorf("plan workspace %q: %w", repo.Root, err)
+	}
+	if b.entries[doneMarker] != nil || slices.ContainsFunc(b.checkout, func(e Entry) bool { return e.Path == doneMarker }) {
+		p.Close()
+		return nil, errdefs.Invalid(fmt.Errorf("plan workspace %q: the file name %s at the top of the repository is reserved by banger; rename it", repo.Root, doneMarker))
 	}
 	p.Entries, p.TotalBytes = b.list()
 	p.Checkout = b.checkout

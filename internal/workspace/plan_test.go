@@ -251,7 +251,13 @@ func TestListMatchesArchive(t *testing.T) {
 				if err != nil {
 					t.Fatalf("read archive: %v", err)
 				}
-				if i >= len(plan.Entries) {
+				if i == len(plan.Entries) {
+					if hdr.Name != doneMarker || hdr.Size != 0 {
+						t.Errorf("last member: got %q size %d, want the empty %s", hdr.Name, hdr.Size, doneMarker)
+					}
+					continue
+				}
+				if i > len(plan.Entries) {
 					t.Fatalf("archive member %d %q: not in the plan", i, hdr.Name)
 				}
 				e := plan.Entries[i]
@@ -265,8 +271,8 @@ func TestListMatchesArchive(t *testing.T) {
 						i, hdr.Name, hdr.Size, hdr.Linkname, hdr.Mode, hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname, name, e.Size, e.Target, e.Mode)
 				}
 			}
-			if i != len(plan.Entries) {
-				t.Errorf("archive: got %d members, want %d", i, len(plan.Entries))
+			if i != len(plan.Entries)+1 {
+				t.Errorf("archive: got %d members, want %d and the marker", i, len(plan.Entries))
 			}
 
 			var again bytes.Buffer

@@ -16,6 +16,16 @@ import (
 // no system config, so neither the guest's nor root's git settings
 // (diff prefixes, external diff, colours) can change what they do.
 
+// gitEnv keeps git's system and global config (root's ~/.gitconfig may
+// come from file_sync) out of git calls that need no settings of their
+// own; the files they touch belong to root, so safe.directory does not
+// apply.
+const gitEnv = `GIT_CONFIG_GLOBAL=/dev/null
+GIT_CONFIG_NOSYSTEM=1
+export GIT_CONFIG_GLOBAL GIT_CONFIG_NOSYSTEM
+unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_CEILING_DIRECTORIES
+`
+
 // gitPreamble makes a private temporary directory $t, removed on exit,
 // and points git's global config at a file in it.
 const gitPreamble = `t=$(mktemp -d)
@@ -28,26 +38,37 @@ unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_CEILING_DIRE
 `
 
 // ExtractCommand returns the script that replaces the guest copy at
-// guestPath with the tar stream on its stdin: it removes guestPath,
-// recreates it, extracts, then checks out of the received .git the files
-// a shallow overlay did not send (Plan.Checkout), bytes as in the blobs:
-// a private info/attributes turns off end-of-line conversion and filters
-// for that checkout.
+// guestPath with the tar stream on its stdin. The stream is extracted
+// beside it, into a new directory; the files a shallow overlay did not
+// send (Plan.Checkout) are checked out of the received .git, bytes as in
+// the blobs (the stream's .git/info/attributes turns off conversions);
+// only then, and only when the stream's last member (doneMarker)
+// arrived, does the new directory replace the old copy. A stream cut
+// short leaves the old copy as it was. The script starts few processes:
+// under software emulation each costs tens of milliseconds.
 func ExtractCommand(guestPath string) (string, error) {
 	if err := checkGuestPath(guestPath); err != nil {
 		return "", err
 	}
-	return "set -e\n" + gitPreamble +
+	next := path.Join(path.Dir(guestPath), ".banger-new-"+path.Base(guestPath))
+	return "set -e\n" + gitEnv +
 		"d=" + ShellQuote(guestPath) + "\n" +
-		`rm -rf -- "$d"
-mkdir -p -- "$d"
-tar -x -f - -C "$d"
-if [ -f "$d/.git/` + checkoutFile + `" ]; then
-	mkdir "$d/.git/info"
-	printf '* -text !eol -filter -ident !working-tree-encoding\n' >"$d/.git/info/attributes"
-	git -C "$d" checkout-index -u -z --stdin <"$d/.git/` + checkoutFile + `"
-	rm -rf -- "$d/.git/info" "$d/.git/` + checkoutFile + `"
+		"n=" + ShellQuote(next) + "\n" +
+		`trap '[ ! -e "$n" ] || rm -rf -- "$n"' EXIT
+[ ! -e "$n" ] || rm -rf -- "$n"
+mkdir -p -- "$n"
+tar -x --warning=no-timestamp -f - -C "$n"
+if [ ! -f "$n/` + doneMarker + `" ]; then
+	echo "the workspace stream ended early; $d is unchanged" >&2
+	exit 1
 fi
+if [ -f "$n/.git/` + checkoutFile + `" ]; then
+	git -C "$n" checkout-index -u -z --stdin <"$n/.git/` + checkoutFile + `"
+	rm -rf -- "$d" "$n/` + doneMarker + `" "$n/.git/info" "$n/.git/` + checkoutFile + `"
+else
+	rm -rf -- "$d" "$n/` + doneMarker + `"
+fi
+mv -- "$n" "$d"
 `, nil
 }
 

@@ -174,6 +174,92 @@ func TestExtractReplaces(t *testing.T) {
 	compareTrees(t, snapshot(t, guest, skipPrefixes(".git")), snapshot(t, root, skipPrefixes(".git")))
 }
 
+// TestExtractCutShort checks that a stream cut short, empty or ending at
+// a member boundary, leaves the guest copy as it was and nothing beside
+// it.
+func TestExtractCutShort(t *testing.T) {
+	needTools(t)
+	root := filepath.Join(t.TempDir(), "r")
+	gitT(t, "/", "init", "-q", root)
+	writeFile(t, root, "a.txt", []byte("a\n"), 0o644)
+	writeFile(t, root, "b.txt", randomBytes(7, 40000), 0o644)
+	gitT(t, root, "add", "-A")
+	gitT(t, root, "commit", "-q", "-m", "one")
+	repo := inspect(t, root)
+	guestDir := t.TempDir()
+	guest := filepath.Join(guestDir, "r")
+	prepareGuest(t, repo, Options{}, guest)
+	before := snapshot(t, guest, nil)
+
+	writeFile(t, root, "a.txt", []byte("changed\n"), 0o644)
+	plan, err := NewPlan(t.Context(), repo, Options{})
+	if err != nil {
+		t.Fatalf("NewPlan: %v", err)
+	}
+	defer plan.Close()
+	var full bytes.Buffer
+	if _, err := WriteTar(t.Context(), &full, plan); err != nil {
+		t.Fatalf("WriteTar: %v", err)
+	}
+	// "before-mark" is the archive without its marker and end blocks:
+	// whole members up to the last file.
+	cuts := map[string][]byte{
+		"empty":       nil,
+		"mid-member":  full.Bytes()[:full.Len()/2],
+		"before-mark": full.Bytes()[:markerOffset(t, full.Bytes())],
+	}
+	script, err := ExtractCommand(guest)
+	if err != nil {
+		t.Fatalf("ExtractCommand: %v", err)
+	}
+	for name, stream := range cuts {
+		t.Run(name, func(t *testing.T) {
+			_, err := runScript(t, script, bytes.NewReader(stream))
+			if err == nil {
+				t.Fatalf("extract of a stream cut short: got success, want failure")
+			}
+			compareTrees(t, snapshot(t, guest, nil), before)
+			entries, _ := os.ReadDir(guestDir)
+			if len(entries) != 1 {
+				t.Errorf("beside the guest copy: got %d entries, want only the copy", len(entries))
+			}
+		})
+	}
+}
+
+// markerOffset is the offset in archive of the header of its last
+// member, doneMarker.
+func markerOffset(t *testing.T, archive []byte) int {
+	t.Helper()
+	for off := len(archive) - 512; off >= 0; off -= 512 {
+		if bytes.HasPrefix(archive[off:], []byte(doneMarker+"\x00")) {
+			return off
+		}
+	}
+	t.Fatalf("no %s header in the archive", doneMarker)
+	return 0
+}
+
+// TestReservedName checks that a repository holding the archive's
+// marker name at its top is refused with a clear error.
+func TestReservedName(t *testing.T) {
+	needTools(t)
+	root := filepath.Join(t.TempDir(), "r")
+	gitT(t, "/", "init", "-q", root)
+	writeFile(t, root, doneMarker, []byte("x\n"), 0o644)
+	gitT(t, root, "add", "-A")
+	gitT(t, root, "commit", "-q", "-m", "one")
+	for _, mode := range []model.WorkspacePrepareMode{model.WorkspacePrepareModeShallowOverlay, model.WorkspacePrepareModeFullCopy} {
+		plan, err := NewPlan(t.Context(), inspect(t, root), Options{Mode: mode})
+		if err == nil {
+			plan.Close()
+			t.Errorf("%s: NewPlan: got success, want the reserved name refused", mode)
+		} else if !strings.Contains(err.Error(), "reserved") {
+			t.Errorf("%s: NewPlan: got %v, want an error naming the reserved name", mode, err)
+		}
+	}
+}
+
 func TestBranchCommand(t *testing.T) {
 	needTools(t)
 	root := fixtureRepo(t)

@@ -21,6 +21,10 @@ import (
 // --stdin` reads. The guest deletes it once done.
 const checkoutFile = "banger-checkout"
 
+// checkoutAttributes turns off every attribute that would make a checked
+// out file differ from its blob.
+const checkoutAttributes = "* -text !eol -filter -ident !working-tree-encoding\n"
+
 // addShallowOverlay adds the host's tracked working tree and a .git that
 // holds HEAD's commit, trees and blobs. Tracked files whose bytes and
 // exec bit equal HEAD's are not sent: the guest checks them out of the
@@ -145,6 +149,16 @@ func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format s
 	}
 	if list.Len() > 0 {
 		if err := os.WriteFile(filepath.Join(tmp, ".git", checkoutFile), list.Bytes(), 0o644); err != nil {
+			return err
+		}
+		// The guest's checkout writes the blobs' bytes as they are: no
+		// end-of-line conversion, filters or encodings from the tree's
+		// .gitattributes (info/attributes overrides them). The guest
+		// removes the file after the checkout.
+		if err := os.MkdirAll(filepath.Join(tmp, ".git", "info"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, ".git", "info", "attributes"), []byte(checkoutAttributes), 0o644); err != nil {
 			return err
 		}
 	}

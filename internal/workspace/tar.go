@@ -22,12 +22,19 @@ type Stats struct {
 	ArchiveBytes int64
 }
 
+// doneMarker is the last member of every workspace archive, an empty
+// file at the top: the guest replaces its copy only when it arrived, so
+// a stream cut short (the CLI failed or was killed) changes nothing.
+// ExtractCommand removes it; NewPlan refuses a repository file of that
+// name.
+const doneMarker = ".banger-prepare-done"
+
 // WriteTar writes plan's entries to w as one tar stream, in plan order:
 // regular files with their exact bytes, symlinks as symlinks (never
 // followed), directories; every member owned by root:root. Names that
 // do not fit ustar (long, non-ASCII) get PAX records. A file whose size
 // changed since the plan was made is sent with its size at the time it
-// is opened.
+// is opened. The stream ends with doneMarker.
 func WriteTar(ctx context.Context, w io.Writer, plan *Plan) (Stats, error) {
 	cw := &countWriter{w: w}
 	tw := tar.NewWriter(cw)
@@ -40,6 +47,10 @@ func WriteTar(ctx context.Context, w io.Writer, plan *Plan) (Stats, error) {
 		if err := writeEntry(tw, e, &st); err != nil {
 			return st, fmt.Errorf("write workspace archive: %s %q: %w", e.Kind, e.Path, err)
 		}
+	}
+	marker := &tar.Header{Name: doneMarker, Typeflag: tar.TypeReg, Mode: 0o644, Uname: "root", Gname: "root", Format: tar.FormatPAX}
+	if err := tw.WriteHeader(marker); err != nil {
+		return st, fmt.Errorf("write workspace archive: %w", err)
 	}
 	if err := tw.Close(); err != nil {
 		return st, fmt.Errorf("write workspace archive: %w", err)
