@@ -131,11 +131,19 @@ func (s *Server) Start(ctx context.Context) error {
 
 	handler := mdns.HandlerFunc(s.serveDNS)
 	udpUp, tcpUp := make(chan struct{}), make(chan struct{})
-	udp := &mdns.Server{
-		PacketConn:        pc,
-		Handler:           handler,
-		MsgAcceptFunc:     acceptMsg,
-		NotifyStartedFunc: func() { close(udpUp) },
+	var udp udpListener
+	if conn, ok := pc.(*net.UDPConn); ok && !conn.LocalAddr().(*net.UDPAddr).IP.IsUnspecified() {
+		udp = newUDPServer(conn, s.respondWire, func(client netip.AddrPort, err error) {
+			s.logWriteError(client.String(), err)
+		})
+		close(udpUp) // its workers read from the bound socket as soon as ActivateAndServe runs
+	} else {
+		udp = &mdns.Server{
+			PacketConn:        pc,
+			Handler:           handler,
+			MsgAcceptFunc:     acceptMsg,
+			NotifyStartedFunc: func() { close(udpUp) },
+		}
 	}
 	tcp := &mdns.Server{
 		Listener:          ln,
@@ -155,14 +163,13 @@ func (s *Server) Start(ctx context.Context) error {
 	for _, up := range []struct {
 		ch   chan struct{}
 		done chan error
-		srv  *mdns.Server
-	}{{udpUp, udpDone, udp}, {tcpUp, tcpDone, tcp}} {
+	}{{udpUp, udpDone}, {tcpUp, tcpDone}} {
 		select {
 		case <-up.ch:
 		case err := <-up.done:
 			// A serve loop that ends before it started leaves the
 			// other one running; stop it and release both sockets.
-			_ = udp.Shutdown()
+			_ = udp.ShutdownContext(context.Background())
 			_ = tcp.Shutdown()
 			pc.Close()
 			ln.Close()
@@ -180,7 +187,7 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // run waits for ctx or Close, then shuts both listeners down.
-func (s *Server) run(ctx context.Context, udp, tcp *mdns.Server, udpDone, tcpDone chan error) {
+func (s *Server) run(ctx context.Context, udp udpListener, tcp *mdns.Server, udpDone, tcpDone chan error) {
 	select {
 	case <-ctx.Done():
 	case <-s.stop:
@@ -229,20 +236,41 @@ func (s *Server) Close() error {
 	return err
 }
 
-// serveDNS answers one request that passed acceptMsg.
+// serveDNS answers one request that passed acceptMsg; miekg/dns's
+// servers call it for TCP, and for UDP on a wildcard address.
 func (s *Server) serveDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 	resp := answer(s.zone.Load(), req)
 	if resp == nil {
 		return
 	}
-	if s.logger.Enabled(context.Background(), slog.LevelDebug) {
-		q := req.Question[0]
-		s.logger.Debug("dns query", "name", q.Name, "type", mdns.TypeToString[q.Qtype],
-			"rcode", mdns.RcodeToString[resp.Rcode], "client", w.RemoteAddr().String())
+	if s.debugEnabled() {
+		s.logQuery(req, resp, w.RemoteAddr().String())
 	}
 	if err := w.WriteMsg(resp); err != nil {
-		s.logger.Debug("dns write response", "client", w.RemoteAddr().String(), "err", err)
+		s.logWriteError(w.RemoteAddr().String(), err)
 	}
+}
+
+func (s *Server) debugEnabled() bool {
+	return s.logger.Enabled(context.Background(), slog.LevelDebug)
+}
+
+// logQuery logs one answered query at debug level.
+func (s *Server) logQuery(req, resp *mdns.Msg, client string) {
+	q := req.Question[0]
+	s.logger.Debug("dns query", "name", q.Name, "type", mdns.TypeToString[q.Qtype],
+		"rcode", mdns.RcodeToString[resp.Rcode], "client", client)
+}
+
+func (s *Server) logWriteError(client string, err error) {
+	s.logger.Debug("dns write response", "client", client, "err", err)
+}
+
+// udpListener is the UDP side of the server: udpServer, or miekg/dns's
+// server for a wildcard address.
+type udpListener interface {
+	ActivateAndServe() error
+	ShutdownContext(ctx context.Context) error
 }
 
 // acceptMsg screens requests by their header before they are parsed:
