@@ -5,6 +5,7 @@
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib/banger
 GO         ?= go
 VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS    := -X banger/internal/cli.Version=$(VERSION) -X banger/internal/daemon.Version=$(VERSION)
@@ -12,7 +13,7 @@ GOFLAGS    ?=
 E2E_TIMEOUT ?= 60m
 
 # OS packages banger needs at run time and for its tests.
-DEB_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs nftables openssh-client iproute2 ca-certificates
+DEB_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs nftables openssh-client iproute2 ca-certificates dnsmasq-base
 
 .PHONY: all build deps install uninstall test test-unit test-integration test-e2e bench vet fmt clean
 
@@ -21,6 +22,7 @@ all: build
 build:
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/banger ./cmd/banger
 	$(GO) build $(GOFLAGS) -ldflags '$(LDFLAGS)' -o bin/bangerd ./cmd/bangerd
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -trimpath -ldflags '-s -w' -o bin/banger-agent ./cmd/banger-agent
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
@@ -29,9 +31,11 @@ deps:
 install: deps build
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 bin/banger bin/bangerd $(DESTDIR)$(BINDIR)/
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 0755 bin/banger-agent $(DESTDIR)$(LIBDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/banger $(DESTDIR)$(BINDIR)/bangerd
+	rm -f $(DESTDIR)$(BINDIR)/banger $(DESTDIR)$(BINDIR)/bangerd $(DESTDIR)$(LIBDIR)/banger-agent
 
 vet:
 	$(GO) vet ./...
@@ -60,6 +64,8 @@ bench: build
 	$(GO) test -tags e2e -run '^$$' -bench Reconcile -benchtime 3x -timeout 30m ./test/e2e/
 	$(GO) test -tags e2e -run '^$$' -bench WorkspacePrepare -benchtime 3x -timeout 30m ./test/e2e/
 	$(GO) test -run '^$$' -bench Prepare -benchtime 10x ./internal/workspace/
+	$(GO) test -tags integration -run '^$$' -bench DNSAgainstDnsmasq -benchtime 3x ./internal/dns/
+	$(GO) test -tags e2e -run '^$$' -bench Ports -benchtime 30x -timeout 30m ./test/e2e/
 
 clean:
 	rm -rf bin

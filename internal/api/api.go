@@ -6,6 +6,7 @@ package api
 import (
 	"time"
 
+	"banger/internal/agent"
 	"banger/internal/model"
 )
 
@@ -35,6 +36,10 @@ const (
 
 	MethodVMWorkspaceSet = "vm.workspace_set"
 	MethodVMStats        = "vm.stats"
+
+	MethodVMHealth = "vm.health"
+	MethodVMPing   = "vm.ping"
+	MethodVMPorts  = "vm.ports"
 )
 
 // NotifyProgress is the notification method carrying Progress while a
@@ -144,4 +149,35 @@ type WorkspaceSet struct {
 // VMLogs points at a VM's serial console log.
 type VMLogs struct {
 	Path string `json:"path"`
+}
+
+// VMHealth is the guest agent's health report (vm.health, params Ref).
+type VMHealth struct {
+	Name   string       `json:"name"`
+	Health agent.Health `json:"health"`
+}
+
+// VMPing is one round trip to the guest agent (vm.ping, params Ref).
+type VMPing struct {
+	Name string `json:"name"`
+	// RTTMicros is the round-trip time in microseconds, measured by the
+	// daemon over the agent channel.
+	RTTMicros int64 `json:"rtt_us"`
+}
+
+// VMPorts lists the guest's listening sockets (vm.ports, params Ref).
+type VMPorts struct {
+	Name  string `json:"name"`
+	Ports []Port `json:"ports"`
+}
+
+// Port is one listening socket in a guest.
+type Port struct {
+	agent.Listener
+	// Endpoint is NAME.vm:PORT; empty for loopback-only listeners, which
+	// the host cannot reach.
+	Endpoint string `json:"endpoint,omitempty"`
+	// URL is an http:// link when the listener answered an HTTP request
+	// from the host.
+	URL string `json:"url,omitempty"`
 }

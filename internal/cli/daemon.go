@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -69,14 +70,17 @@ func newDaemonCmd(g *globals) *cobra.Command {
 				}
 				return err
 			}
-			for i := 0; i < 100; i++ {
-				if err := c.Call(cmd.Context(), api.MethodDaemonStatus, nil, nil); errors.Is(err, rpc.ErrNoDaemon) {
+			// Stopped means done: the daemon removes its pid file after
+			// its last cleanup (the TAP pool), once it stopped answering.
+			for i := 0; i < 300; i++ {
+				err := c.Call(cmd.Context(), api.MethodDaemonStatus, nil, nil)
+				if _, perr := os.Stat(layout.PIDFile()); errors.Is(err, rpc.ErrNoDaemon) && errors.Is(perr, os.ErrNotExist) {
 					fmt.Fprintln(g.stdout, "bangerd stopped")
 					return nil
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
-			return errors.New("bangerd did not stop within 10s")
+			return errors.New("bangerd did not stop within 30s")
 		},
 	}
 	cmd.AddCommand(status, stop)

@@ -26,7 +26,7 @@ func newVMCmd(g *globals) *cobra.Command {
 		newVMLifecycleCmd(g, "delete", "Delete VMs with their disks (running ones are killed)", api.MethodVMDelete),
 		newVMSetCmd(g), newVMPruneCmd(g), newVMWorkspaceCmd(g),
 		newVMListCmd(g), newVMShowCmd(g), newVMSSHCmd(g), newVMExecCmd(g), newVMLogsCmd(g),
-		newVMStatsCmd(g),
+		newVMStatsCmd(g), newVMHealthCmd(g), newVMPingCmd(g), newVMPortsCmd(g),
 	)
 	return cmd
 }

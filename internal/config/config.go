@@ -55,6 +55,7 @@ type file struct {
 	BridgeIP           *string         `toml:"bridge_ip"`
 	CIDR               *string         `toml:"cidr"`
 	TapPoolSize        *int            `toml:"tap_pool_size"`
+	GuestToGuest       *bool           `toml:"guest_to_guest"`
 	DefaultDNS         *string         `toml:"default_dns"`
 	DefaultImageName   *string         `toml:"default_image_name"`
 	DNSListen          *string         `toml:"dns_listen"`
@@ -92,6 +93,7 @@ func Default(layout paths.Layout) model.DaemonConfig {
 		BridgeIP:          model.DefaultBridgeIP,
 		CIDR:              model.DefaultCIDR,
 		TapPoolSize:       0,
+		GuestToGuest:      false,
 		DefaultDNS:        model.DefaultDNS,
 		DefaultImageName:  model.DefaultImageName,
 		DNSListen:         DefaultDNSListen,
@@ -170,6 +172,9 @@ func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
 	}
 	if f.TapPoolSize != nil {
 		cfg.TapPoolSize = *f.TapPoolSize
+	}
+	if f.GuestToGuest != nil {
+		cfg.GuestToGuest = *f.GuestToGuest
 	}
 	duration := func(key string, raw *string, dst *time.Duration, allowZero bool) {
 		if raw == nil {

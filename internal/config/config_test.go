@@ -28,6 +28,7 @@ bridge_name = "br-test"
 bridge_ip = "10.20.0.1"
 cidr = "16"
 tap_pool_size = 4
+guest_to_guest = true
 default_dns = "9.9.9.9"
 default_image_name = "my-image"
 package_cache_dir = "/srv/debs"
@@ -77,6 +78,7 @@ func TestParseFull(t *testing.T) {
 		BridgeIP:           "10.20.0.1",
 		CIDR:               "16",
 		TapPoolSize:        4,
+		GuestToGuest:       true,
 		DefaultDNS:         "9.9.9.9",
 		DefaultImageName:   "my-image",
 		PackageCacheDir:    "/srv/debs",
@@ -125,6 +127,8 @@ func TestParseEmptyGivesDefaults(t *testing.T) {
 		{"dns", got.DefaultDNS, model.DefaultDNS},
 		{"image", got.DefaultImageName, model.DefaultImageName},
 		{"stats poll", got.StatsPollInterval, model.DefaultStatsPollInterval},
+		{"tap pool", got.TapPoolSize, 0},
+		{"guest to guest", got.GuestToGuest, false},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) {
@@ -149,6 +153,9 @@ func TestParseValues(t *testing.T) {
 		{"memory 200G above disk ceiling", "[vm_defaults]\nmemory = \"200G\"", func(c model.DaemonConfig) (any, any) { return c.VMDefaults.MemoryMiB, 200 * 1024 }},
 		{"nat false", "[vm_defaults]\nnat = false", func(c model.DaemonConfig) (any, any) { return c.VMDefaults.NATEnabled, false }},
 		{"tap pool 64", `tap_pool_size = 64`, func(c model.DaemonConfig) (any, any) { return c.TapPoolSize, 64 }},
+		{"tap pool 0", `tap_pool_size = 0`, func(c model.DaemonConfig) (any, any) { return c.TapPoolSize, 0 }},
+		{"guest to guest on", `guest_to_guest = true`, func(c model.DaemonConfig) (any, any) { return c.GuestToGuest, true }},
+		{"guest to guest off", `guest_to_guest = false`, func(c model.DaemonConfig) (any, any) { return c.GuestToGuest, false }},
 		{"vmm firecracker", `vmm = "firecracker"`, func(c model.DaemonConfig) (any, any) { return c.VMM, VMMFirecracker }},
 		{"home file sync", "[[file_sync]]\nhost = \"~\"\nguest = \"/root/host-home\"", func(c model.DaemonConfig) (any, any) { return len(c.FileSync), 1 }},
 	}
@@ -201,6 +208,7 @@ func TestParseBadValuesNameTheirKey(t *testing.T) {
 		{"cidr type", `cidr = 24`, "cidr"},
 		{"tap pool negative", `tap_pool_size = -1`, "tap_pool_size"},
 		{"tap pool large", `tap_pool_size = 65`, "tap_pool_size"},
+		{"guest to guest type", `guest_to_guest = "yes"`, "guest_to_guest"},
 		{"relative package cache", `package_cache_dir = "debs"`, "package_cache_dir"},
 		{"dns listen without port", `dns_listen = "127.0.0.1"`, "dns_listen"},
 		{"tap pool overflow", `tap_pool_size = 99999999999999999999`, "tap_pool_size"},

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"banger/internal/config"
 	"banger/internal/model"
+	"banger/internal/nat"
 	"banger/internal/network"
 	"banger/internal/paths"
 	"banger/internal/rpc"
@@ -46,6 +48,10 @@ type Daemon struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	changed  chan struct{} // VM records changed: rebuild DNS
+
+	agentLocks agentLocks
+	pool       *network.Pool // nil without tap_pool_size
+	netm       *network.Manager
 }
 
 // New loads the configuration and opens every subsystem.
@@ -75,10 +81,26 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		st.Close()
 		return nil, err
 	}
-	netm, err := network.New(network.Config{BridgeName: cfg.BridgeName, BridgeIP: cfg.BridgeIP, CIDR: cfg.CIDR}, logger.With("component", "network"))
+	netcfg := network.Config{BridgeName: cfg.BridgeName, BridgeIP: cfg.BridgeIP, CIDR: cfg.CIDR, GuestToGuest: cfg.GuestToGuest}
+	netm, err := network.New(netcfg, logger.With("component", "network"))
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	subnet, err := netcfg.Prefix()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	var natm vm.NAT
+	if m, err := nat.New(nat.Config{Bridge: cfg.BridgeName, Subnet: subnet, GuestToGuest: cfg.GuestToGuest, StateFile: filepath.Join(layout.StateDir, "nat-ip-forward")}, logger.With("component", "nat")); err != nil {
+		logger.Warn("per-vm nat is unavailable: vms with --nat will not start", "error", err)
+	} else {
+		natm = m
+	}
+	var pool *network.Pool
+	if cfg.TapPoolSize > 0 {
+		pool = network.NewPool(netm, cfg.TapPoolSize, logger.With("component", "tap-pool"))
 	}
 	driver, accel, note, err := newDriver(cfg, logger)
 	if err != nil {
@@ -104,6 +126,7 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		Layout:     layout,
 		Store:      st,
 		Network:    netm,
+		NAT:        natm,
 		Images:     imgs,
 		Driver:     driver,
 		Key:        key,
@@ -111,6 +134,11 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		Logger:     logger.With("component", "vm"),
 		Changed:    d.notifyChanged,
 	})
+	if pool != nil {
+		// A nil *Pool in the interface would not be nil.
+		d.pool, d.netm = pool, netm
+		d.vms.SetTapPool(pool)
+	}
 	d.sampler = d.vms.NewSampler()
 	return d, nil
 }
@@ -149,6 +177,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	srv := rpc.NewServer(d.logger)
 	d.register(srv)
+	d.registerAgent(srv)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -162,6 +191,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go d.serveDNS(ctx)
 	go d.sampler.Run(ctx, d.cfg.StatsPollInterval)
 	go d.vms.NewSweeper().Run(ctx)
+	if d.pool != nil {
+		// After reconcile, which sweeps TAPs no VM owns (an earlier
+		// daemon's pool among them).
+		go func() {
+			err := d.netm.EnsureBridge(ctx) // pooled TAPs are bridge ports
+			if err == nil {
+				err = d.pool.Fill(ctx)
+			}
+			if err != nil && ctx.Err() == nil {
+				d.logger.Warn("fill the tap pool", "error", err)
+			}
+		}()
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := d.pool.Close(ctx); err != nil {
+				d.logger.Warn("remove the tap pool", "error", err)
+			}
+		}()
+	}
 	d.logger.Info("bangerd ready", "socket", d.layout.Socket(), "vmm", d.driver.Name(), "accel", d.accel, "version", Version)
 	err = srv.Serve(ctx, ln)
 	d.logger.Info("bangerd stopped")

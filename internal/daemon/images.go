@@ -70,6 +70,10 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 	case !errdefs.IsNotFound(err):
 		return model.Image{}, err
 	}
+	agentPath, err := image.FindAgent()
+	if err != nil {
+		return model.Image{}, fmt.Errorf("build image %q: %w", req.Name, err)
+	}
 	id, err := model.NewID()
 	if err != nil {
 		return model.Image{}, err
@@ -79,6 +83,7 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 		return model.Image{}, fmt.Errorf("build image %q: %w", req.Name, err)
 	}
 	res, err := image.Build(ctx, image.BuildOptions{
+		AgentPath:    agentPath,
 		Name:         req.Name,
 		Mirror:       req.Mirror,
 		ArtifactDir:  dir,

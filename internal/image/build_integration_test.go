@@ -54,8 +54,25 @@ func testPackageCache() string {
 	return "/var/cache/banger/packages"
 }
 
+// buildTestAgent builds banger-agent, static, into a temp dir.
+func buildTestAgent(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH to build banger-agent for the image")
+	}
+	out := filepath.Join(t.TempDir(), AgentName)
+	cmd := exec.CommandContext(t.Context(), goTool, "build", "-o", out, "banger/cmd/banger-agent")
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build banger-agent: %v\n%s", err, b)
+	}
+	return out
+}
+
 func TestBuildDebianBookworm(t *testing.T) {
 	cache := requireImageBuild(t)
+	agentPath := buildTestAgent(t)
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "id_ed25519")
 	if _, err := hostexec.Run(t.Context(), "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger-test", "-f", keyPath); err != nil {
@@ -74,6 +91,7 @@ func TestBuildDebianBookworm(t *testing.T) {
 		CacheDir:     cache,
 		PackageCache: testPackageCache(),
 		SSHPublicKey: string(pub),
+		AgentPath:    agentPath,
 		Progress:     func(step, _ string) { steps = append(steps, step) },
 	})
 	if err != nil {
@@ -162,6 +180,16 @@ func TestBuildDebianBookworm(t *testing.T) {
 				t.Errorf("%s: got %d bytes, %v, want the embedded %s", f.Dst, len(got), err, f.Src)
 			}
 		}
+		agent, _ := os.ReadFile(agentPath)
+		if got, err := storage.ReadFile(t.Context(), img, AgentImagePath); err != nil || !bytes.Equal(got, agent) {
+			t.Errorf("%s: got %d bytes, %v, want the %d-byte agent", AgentImagePath, len(got), err, len(agent))
+		}
+		if mode, owner := debugfsModeOwner(t, img, AgentImagePath); mode != "0755" || owner != "0:0" {
+			t.Errorf("%s: got mode %s owner %s, want 0755 0:0", AgentImagePath, mode, owner)
+		}
+		if want, _ := AgentDigest(agentPath); res.AgentDigest != want {
+			t.Errorf("got AgentDigest %q, want %q", res.AgentDigest, want)
+		}
 		fsckClean(t, img)
 	})
 
@@ -191,10 +219,11 @@ func TestBuildDebianBookworm(t *testing.T) {
 
 func TestBuildCancelLeavesNothing(t *testing.T) {
 	cache := requireImageBuild(t)
+	agentPath := buildTestAgent(t)
 	art := filepath.Join(t.TempDir(), "artifacts")
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	_, err := Build(ctx, BuildOptions{Name: "debian-bookworm", ArtifactDir: art, CacheDir: cache, SSHPublicKey: testKeyEd25519})
+	_, err := Build(ctx, BuildOptions{Name: "debian-bookworm", ArtifactDir: art, CacheDir: cache, SSHPublicKey: testKeyEd25519, AgentPath: agentPath})
 	if err == nil {
 		t.Fatal("got a finished build in 15 s, want it cancelled")
 	}

@@ -1,7 +1,11 @@
 package image
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -33,4 +37,24 @@ func parseAuthorizedKey(line string) (ssh.PublicKey, error) {
 		return nil, errdefs.Invalid(fmt.Errorf("parse ssh public key: %w", err))
 	}
 	return key, nil
+}
+
+// digestPrefix starts every digest this package reports.
+const digestPrefix = "sha256:"
+
+// AgentDigest returns "sha256:<hex>" of the banger-agent binary at path:
+// what Result.AgentDigest records for an image built with it. An image
+// whose AgentDigest differs from the agent bangerd would install now is
+// out of date.
+func AgentDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("digest %s: %w", path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("digest %s: %w", path, err)
+	}
+	return digestPrefix + hex.EncodeToString(h.Sum(nil)), nil
 }

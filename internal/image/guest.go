@@ -32,6 +32,7 @@ var guestFiles = []guestFile{
 	{Src: "banger-hostkeys.service", Dst: "/etc/systemd/system/banger-hostkeys.service", Mode: 0o644},
 	{Src: "banger-growroot.service", Dst: "/etc/systemd/system/banger-growroot.service", Mode: 0o644},
 	{Src: "banger-growroot", Dst: "/usr/local/sbin/banger-growroot", Mode: 0o755},
+	{Src: "banger-agent.service", Dst: "/etc/systemd/system/banger-agent.service", Mode: 0o644},
 	{Src: "ssh-service-banger.conf", Dst: "/etc/systemd/system/ssh.service.d/banger.conf", Mode: 0o644},
 	{Src: "sshd-banger.conf", Dst: "/etc/ssh/sshd_config.d/banger.conf", Mode: 0o644},
 	{Src: "logind-banger.conf", Dst: "/etc/systemd/logind.conf.d/banger.conf", Mode: 0o644},
@@ -46,7 +47,7 @@ const customizeScript = "customize.sh"
 
 // enabledUnits are the units customize.sh enables; the build's checks
 // and tests use the list.
-var enabledUnits = []string{"banger-net.service", "banger-hostkeys.service", "banger-growroot.service"}
+var enabledUnits = []string{"banger-net.service", "banger-hostkeys.service", "banger-growroot.service", "banger-agent.service"}
 
 // writeOverlay writes the early or late guest files under dir as a tree
 // that mmdebstrap's sync-in copies onto the image root. Every directory

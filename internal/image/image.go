@@ -50,6 +50,9 @@ type BuildOptions struct {
 	// runs offline from it (a flat repository of the cached packages).
 	PackageCache string
 	SSHPublicKey string // authorized_keys line for root, seeded into work-seed.ext4
+	// AgentPath is the static banger-agent binary installed as
+	// /usr/local/bin/banger-agent (FindAgent finds the installed one).
+	AgentPath string
 	// Progress, if set, hears each step as it starts: "bootstrap",
 	// "configure", "kernel", "rootfs", "work-seed".
 	Progress func(step string, detail string)
@@ -66,6 +69,10 @@ type Result struct {
 	// work-seed.ext4's authorized_keys, "SHA256:..." as ssh-keygen -lf
 	// prints it.
 	SeededSSHPublicKeyFingerprint string
+	// AgentDigest is "sha256:<hex>" of the banger-agent in the image (see
+	// AgentDigest): an image whose digest differs from the current
+	// agent's needs a rebuild to get it.
+	AgentDigest string
 }
 
 // Build builds the image opts.Name into opts.ArtifactDir. It needs root
@@ -114,7 +121,7 @@ func Build(ctx context.Context, opts BuildOptions) (res Result, err error) {
 	}{
 		{"prepare", "", b.prepare},
 		{"bootstrap", fmt.Sprintf("mmdebstrap %s from %s (log: %s)", opts.Suite, opts.Mirror, b.logPath()), b.bootstrap},
-		{"configure", "initrd modules, /root, authorized_keys", b.configure},
+		{"configure", "initrd modules, banger-agent, /root, authorized_keys", b.configure},
 		{"kernel", "vmlinuz and initrd.img", b.kernel},
 		{"rootfs", RootfsFile, b.rootfs},
 		{"work-seed", WorkSeedFile, b.workSeed},
@@ -136,6 +143,7 @@ func Build(ctx context.Context, opts BuildOptions) (res Result, err error) {
 		InitrdPath:                    b.artifact(InitrdFile),
 		BuildSize:                     model.FormatSizeBytes(b.rootfsBytes),
 		SeededSSHPublicKeyFingerprint: fingerprint,
+		AgentDigest:                   b.agentDigest,
 	}, nil
 }
 
@@ -162,6 +170,9 @@ func (o *BuildOptions) complete(r recipe) error {
 	if o.SSHPublicKey == "" {
 		errs = append(errs, errdefs.Invalid(errors.New("an SSH public key for root is required")))
 	}
+	if err := checkAgent(o.AgentPath); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -174,6 +185,7 @@ type build struct {
 	createdArtDir  bool     // ArtifactDir did not exist before
 	createdOutputs []string // artifacts written so far
 	rootfsBytes    int64
+	agentDigest    string // of the banger-agent copied into the image
 }
 
 func (b *build) artifact(name string) string { return filepath.Join(b.opts.ArtifactDir, name) }
@@ -246,6 +258,11 @@ func (b *build) bootstrap(ctx context.Context) error {
 	if err := writeOverlay(plan.Late, false); err != nil {
 		return fmt.Errorf("write guest files: %w", err)
 	}
+	digest, err := installAgent(plan.Late, b.opts.AgentPath)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", AgentName, err)
+	}
+	b.agentDigest = digest
 	if err := writeCustomizeScript(plan.Customize); err != nil {
 		return err
 	}
@@ -289,6 +306,9 @@ func (b *build) configure(context.Context) error {
 	}
 	if keys, _ := filepath.Glob(filepath.Join(b.tree(), "etc/ssh/ssh_host_*")); len(keys) > 0 {
 		return fmt.Errorf("SSH host keys left in the image: %s", strings.Join(keys, ", "))
+	}
+	if st, err := os.Stat(filepath.Join(b.tree(), AgentImagePath)); err != nil || st.Mode().Perm() != 0o755 {
+		return fmt.Errorf("%s is not in the image as an executable (%v)", AgentImagePath, err)
 	}
 	for _, unit := range enabledUnits {
 		link := filepath.Join(b.tree(), "etc/systemd/system/multi-user.target.wants", unit)

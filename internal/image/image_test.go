@@ -70,6 +70,7 @@ func TestBuildRejectsBadOptions(t *testing.T) {
 		ArtifactDir:  filepath.Join(dir, "art"),
 		CacheDir:     filepath.Join(dir, "cache"),
 		SSHPublicKey: testKeyEd25519,
+		AgentPath:    writeTestAgent(t, dir, false),
 	}
 	tests := []struct {
 		name     string
@@ -82,14 +83,21 @@ func TestBuildRejectsBadOptions(t *testing.T) {
 		{"bad key", func(o *BuildOptions) { o.SSHPublicKey = "ssh-ed25519 nope" }, []string{"parse ssh public key"}},
 		{"bad mirror", func(o *BuildOptions) { o.Mirror = "ftp://x" }, []string{`invalid mirror "ftp://x"`}},
 		{"bad suite", func(o *BuildOptions) { o.Suite = "Bookworm;rm" }, []string{`invalid Debian suite "Bookworm;rm"`}},
+		{"no agent", func(o *BuildOptions) { o.AgentPath = "" }, []string{"no banger-agent binary given", "/usr/local/lib/banger"}},
+		{"missing agent", func(o *BuildOptions) { o.AgentPath = "/nonexistent/banger-agent" }, []string{"banger-agent expected at /nonexistent/banger-agent"}},
+		{"dynamic agent", func(o *BuildOptions) { o.AgentPath = writeTestAgent(t, t.TempDir(), true) }, []string{"dynamically linked", "CGO_ENABLED=0"}},
+		{"agent not elf", func(o *BuildOptions) {
+			o.AgentPath = filepath.Join(dir, "script")
+			os.WriteFile(o.AgentPath, []byte("#!/bin/sh\n"), 0o755)
+		}, []string{"not an ELF executable"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := good
 			tt.mutate(&opts)
 			_, err := Build(t.Context(), opts)
-			if !errors.Is(err, errdefs.ErrInvalid) {
-				t.Fatalf("got %v, want an ErrInvalid error", err)
+			if !errors.Is(err, errdefs.ErrInvalid) && !errors.Is(err, errdefs.ErrNotFound) {
+				t.Fatalf("got %v, want an ErrInvalid or ErrNotFound error", err)
 			}
 			for _, c := range tt.contains {
 				if !strings.Contains(err.Error(), c) {
@@ -110,6 +118,7 @@ func TestBuildNeedsRoot(t *testing.T) {
 	dir := t.TempDir()
 	_, err := Build(t.Context(), BuildOptions{
 		Name: "debian-bookworm", ArtifactDir: filepath.Join(dir, "a"), CacheDir: filepath.Join(dir, "c"), SSHPublicKey: testKeyEd25519,
+		AgentPath: writeTestAgent(t, dir, false),
 	})
 	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "must run as root") {
 		t.Errorf("got %v, want ErrUnavailable saying it must run as root", err)
@@ -135,6 +144,7 @@ func TestBuildRefusesExistingArtifacts(t *testing.T) {
 	}
 	_, err := Build(t.Context(), BuildOptions{
 		Name: "debian-bookworm", ArtifactDir: art, CacheDir: filepath.Join(dir, "cache"), SSHPublicKey: testKeyEd25519,
+		AgentPath: writeTestAgent(t, t.TempDir(), false),
 	})
 	if !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Fatalf("got %v, want ErrAlreadyExists", err)

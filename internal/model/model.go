@@ -78,6 +78,7 @@ type DaemonConfig struct {
 	BridgeIP           string
 	CIDR               string
 	TapPoolSize        int
+	GuestToGuest       bool // guests may reach each other; default false: isolated bridge ports
 	DefaultDNS         string
 	DefaultImageName   string
 	// DNSListen is the address of the .vm DNS server; "off" disables it.

@@ -1,9 +1,11 @@
 // Package network manages banger's host networking: the bridge VMs hang
-// off, one persistent TAP per VM, guest address allocation and the
-// deterministic names and MACs derived from VM ids. All host changes go
-// through netlink (no `ip` tool) and act on the network namespace of the
-// caller (see Manager). Only the daemon, or a privileged helper acting for
-// it, imports this package; the guest agent must not.
+// off, one persistent TAP per VM (an isolated bridge port unless guests
+// may reach each other; optionally taken from a Pool of TAPs made
+// ahead), guest address allocation and the deterministic names and MACs
+// derived from VM ids. All host changes go through netlink (no `ip`
+// tool) and act on the network namespace New was called in (see
+// Manager). Only the daemon, or a privileged helper acting for it,
+// imports this package; the guest agent must not.
 package network
 
 import (
@@ -30,6 +32,10 @@ type Config struct {
 	BridgeName string // e.g. "br-fc"
 	BridgeIP   string // e.g. "172.16.0.1"
 	CIDR       string // prefix length, e.g. "24"
+	// GuestToGuest lets guests reach each other across the bridge. When
+	// false (the default), every TAP is an isolated bridge port: guests
+	// reach the host (the bridge address) but not one another.
+	GuestToGuest bool
 }
 
 // Validate reports every bad field at once. The error is errdefs.ErrInvalid.

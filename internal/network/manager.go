@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -25,15 +26,16 @@ const dumpRetries = 5
 
 // Manager creates and removes banger's bridge and TAPs. It acts on the
 // network namespace of the thread that called New: its netlink socket is
-// opened there, and TAPs are created by the calling thread, so callers
-// must use a Manager from the namespace it was made in (the daemon runs
-// wholly inside one namespace, which satisfies this). A Manager is safe
-// for concurrent use.
+// opened there, and it keeps a handle on that namespace, so work that
+// must run on a thread of the namespace (creating a TAP) moves to one
+// when called from elsewhere, such as a pool's background goroutine in
+// a test that entered a namespace. A Manager is safe for concurrent use.
 type Manager struct {
 	cfg    Config
 	prefix netip.Prefix
 	logger *slog.Logger
 	nl     *netlink.Handle
+	ns     netnsRef // the namespace of New's thread
 
 	// afterTapAdd, when set by a test, runs right after CreateTap made a
 	// new TAP, to inject failures into the steps that follow.
@@ -53,12 +55,21 @@ func New(cfg Config, logger *slog.Logger) (*Manager, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// The socket and the namespace handle must come from one thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ns, err := threadNetns()
+	if err != nil {
+		return nil, err
+	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
+		ns.close()
 		return nil, fmt.Errorf("open netlink socket: %w", err)
 	}
 	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
 		h.Close()
+		ns.close()
 		return nil, fmt.Errorf("set netlink timeout: %w", err)
 	}
 	return &Manager{
@@ -66,15 +77,18 @@ func New(cfg Config, logger *slog.Logger) (*Manager, error) {
 		prefix: prefix,
 		logger: logger.With("component", "network", "bridge", cfg.BridgeName),
 		nl:     h,
+		ns:     ns,
 	}, nil
 }
 
 // Config returns the configuration the Manager was made with.
 func (m *Manager) Config() Config { return m.cfg }
 
-// Close releases the netlink socket. Host objects stay as they are.
+// Close releases the netlink socket and the namespace handle. Host
+// objects stay as they are.
 func (m *Manager) Close() error {
 	m.nl.Close()
+	m.ns.close()
 	return nil
 }
 

@@ -31,7 +31,7 @@ type testNetns struct {
 //
 // Never call it from a goroutine other than the test's own (t.Run bodies
 // have their own goroutine and must call it themselves).
-func enterNetns(t *testing.T, watch ...string) *testNetns {
+func enterNetns(t testing.TB, watch ...string) *testNetns {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces and TAPs: run `sudo go test -tags integration ./internal/network/...`")
@@ -95,7 +95,7 @@ func (ns *testNetns) goInside(t *testing.T, n int, fn func(i int)) {
 	wg.Wait()
 }
 
-func nsInode(t *testing.T, path string) uint64 {
+func nsInode(t testing.TB, path string) uint64 {
 	t.Helper()
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -104,7 +104,7 @@ func nsInode(t *testing.T, path string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
-func linkNames(t *testing.T, h *netlink.Handle) []string {
+func linkNames(t testing.TB, h *netlink.Handle) []string {
 	t.Helper()
 	links, err := h.LinkList()
 	if err != nil {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -35,11 +35,10 @@ func (m *Manager) CreateTap(ctx context.Context, name string) error {
 	if err := validIfName(name); err != nil {
 		return errdefs.Invalid(fmt.Errorf("create tap %q: %w", name, err))
 	}
-	// The TAP is made by an ioctl in this thread's namespace; keep the
-	// whole operation, including any undo, on one thread.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := m.createTap(name); err != nil {
+	// The TAP is made by an ioctl in the thread's namespace; keep the
+	// whole operation, including any undo, on one thread of the
+	// Manager's namespace.
+	if err := m.inNetns(func() error { return m.createTap(name) }); err != nil {
 		return fmt.Errorf("create tap %q: %w", name, err)
 	}
 	return nil
@@ -102,15 +101,39 @@ func (m *Manager) createTap(name string) (err error) {
 	if err := checkTap(link); err != nil {
 		return err
 	}
+	return m.attachPort(link, br)
+}
+
+// attachPort makes link a port of the bridge br, isolated unless
+// GuestToGuest, and up. Isolation is set before the port goes up, so no
+// frame crosses between guests in the meantime, and on every call, so a
+// changed guest_to_guest applies to existing TAPs that are attached
+// again.
+func (m *Manager) attachPort(link, br netlink.Link) error {
 	if link.Attrs().MasterIndex != br.Attrs().Index {
 		if err := m.nl.LinkSetMaster(link, br); err != nil {
 			return fmt.Errorf("attach to bridge %q: %w", m.cfg.BridgeName, err)
 		}
 	}
+	if err := m.nl.LinkSetIsolated(link, !m.cfg.GuestToGuest); err != nil {
+		return fmt.Errorf("set port isolation %v: %w", !m.cfg.GuestToGuest, err)
+	}
 	if err := m.nl.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set up: %w", err)
 	}
 	return nil
+}
+
+// tapReady reports, in two netlink lookups, whether name is a TAP that
+// is up and a port of the bridge. Isolation is not checked: it was set
+// when the TAP was made and the configuration has not changed since.
+func (m *Manager) tapReady(name string) bool {
+	link, err := m.nl.LinkByName(name)
+	if err != nil || checkTap(link) != nil || link.Attrs().Flags&net.FlagUp == 0 {
+		return false
+	}
+	br, err := m.nl.LinkByName(m.cfg.BridgeName)
+	return err == nil && link.Attrs().MasterIndex == br.Attrs().Index
 }
 
 // DeleteTap removes a TAP; a missing one is fine. A link of that name

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,16 +54,17 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 	h := handles{Tap: tap}
 	prefix := s.cfg.CIDR
 	spec := vmm.Spec{
-		ID:         rec.ID,
-		Name:       rec.Name,
-		VCPUs:      rec.Spec.VCPUCount,
-		MemoryMiB:  rec.Spec.MemoryMiB,
-		Kernel:     img.KernelPath,
-		Initrd:     img.InitrdPath,
-		TapDevice:  tap,
-		MAC:        rec.Runtime.MACAddress,
-		Dir:        rec.Runtime.VMDir,
-		ConsoleLog: rec.Runtime.LogPath,
+		ID:          rec.ID,
+		Name:        rec.Name,
+		VCPUs:       rec.Spec.VCPUCount,
+		MemoryMiB:   rec.Spec.MemoryMiB,
+		Kernel:      img.KernelPath,
+		Initrd:      img.InitrdPath,
+		TapDevice:   tap,
+		MAC:         rec.Runtime.MACAddress,
+		Dir:         rec.Runtime.VMDir,
+		ConsoleLog:  rec.Runtime.LogPath,
+		AgentSocket: filepath.Join(rec.Runtime.VMDir, "agent.sock"),
 		Cmdline: kernelCmdline(bootParams{
 			GuestIP:  rec.Runtime.GuestIP,
 			Prefix:   prefix,
@@ -89,13 +91,33 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 		{
 			name: "tap",
 			do: func(ctx context.Context) error {
+				if s.taps != nil {
+					// A pooled TAP exists already: a daemon dying before
+					// the handles name it leaves it to reconcile's sweep.
+					name, err := s.taps.Acquire(ctx)
+					if err != nil {
+						return err
+					}
+					h.Tap, spec.TapDevice = name, name
+					return s.persistLocked(ctx, &rec, h)
+				}
 				// Intent first: a daemon dying after this finds the TAP.
 				if err := s.persistLocked(ctx, &rec, h); err != nil {
 					return err
 				}
-				return s.network.CreateTap(ctx, tap)
+				return s.network.CreateTap(ctx, h.Tap)
 			},
-			undo: func(ctx context.Context) error { return s.network.DeleteTap(ctx, tap) },
+			undo: func(ctx context.Context) error { return s.network.DeleteTap(ctx, h.Tap) },
+		},
+		{
+			name: "nat",
+			do: func(ctx context.Context) error {
+				if !rec.Spec.NATEnabled {
+					return nil
+				}
+				return s.addNAT(ctx, rec, h.Tap)
+			},
+			undo: func(ctx context.Context) error { return s.removeNAT(ctx, rec.ID) },
 		},
 		{
 			name: "vmm",
@@ -359,6 +381,9 @@ func (s *Service) removeLocked(ctx context.Context, rec model.VMRecord) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := s.removeNAT(ctx, rec.ID); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.knownHosts.Remove(knownHostNames(rec)...); err != nil {
 		errs = append(errs, err)
 	}
@@ -412,6 +437,9 @@ func (s *Service) settleStoppedLocked(ctx context.Context, rec *model.VMRecord, 
 		}
 	}
 	if err := faultPoint("release-tap"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.removeNAT(ctx, rec.ID); err != nil {
 		errs = append(errs, err)
 	}
 	for _, f := range []string{h.VMM.ControlSocket, h.VMM.AgentSocket} {

@@ -87,6 +87,12 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		}
 		unlock()
 	}
+	// NAT rules: exactly those of the running NAT VMs, as they are now.
+	if recs, err := s.store.ListVMs(ctx); err != nil {
+		errs = append(errs, err)
+	} else if err := s.syncNAT(ctx, recs); err != nil {
+		errs = append(errs, fmt.Errorf("nat: %w", err))
+	}
 	taps, err := s.network.ListTaps(ctx)
 	if err != nil {
 		errs = append(errs, err)

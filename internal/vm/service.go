@@ -14,6 +14,7 @@ import (
 
 	"banger/internal/errdefs"
 	"banger/internal/model"
+	"banger/internal/nat"
 	"banger/internal/paths"
 	"banger/internal/sshkey"
 	"banger/internal/store"
@@ -28,6 +29,19 @@ type Network interface {
 	ListTaps(ctx context.Context) ([]string, error)
 }
 
+// NAT applies per-VM NAT rules (package nat). Remove of a VM without
+// rules is a no-op.
+type NAT interface {
+	Add(ctx context.Context, e nat.Entry) error
+	Remove(ctx context.Context, vmID string) error
+	Sync(ctx context.Context, entries []nat.Entry) error
+}
+
+// TapPool hands out TAPs made ahead of time (package network).
+type TapPool interface {
+	Acquire(ctx context.Context) (string, error)
+}
+
 // Images resolves an image name, building the default image on demand.
 type Images interface {
 	Resolve(ctx context.Context, name string, report func(step, msg string)) (model.Image, error)
@@ -39,6 +53,8 @@ type Service struct {
 	layout     paths.Layout
 	store      *store.Store
 	network    Network
+	nat        NAT
+	taps       TapPool
 	images     Images
 	driver     vmm.Driver
 	key        sshkey.Key
@@ -56,10 +72,12 @@ type Service struct {
 
 // Deps are the services a Service uses.
 type Deps struct {
-	Config     model.DaemonConfig
-	Layout     paths.Layout
-	Store      *store.Store
-	Network    Network
+	Config  model.DaemonConfig
+	Layout  paths.Layout
+	Store   *store.Store
+	Network Network
+	// NAT applies --nat; nil refuses NAT VMs at start.
+	NAT        NAT
 	Images     Images
 	Driver     vmm.Driver
 	Key        sshkey.Key
@@ -69,6 +87,10 @@ type Deps struct {
 	Changed func()
 }
 
+// SetTapPool makes starts take their TAPs from pool. Call it before the
+// Service is used.
+func (s *Service) SetTapPool(pool TapPool) { s.taps = pool }
+
 // New returns a Service.
 func New(d Deps) *Service {
 	return &Service{
@@ -76,6 +98,7 @@ func New(d Deps) *Service {
 		layout:      d.Layout,
 		store:       d.Store,
 		network:     d.Network,
+		nat:         d.NAT,
 		images:      d.Images,
 		driver:      d.Driver,
 		key:         d.Key,

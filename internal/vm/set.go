@@ -12,8 +12,9 @@ import (
 	"banger/internal/storage"
 )
 
-// Set changes a VM's spec. Changes to a running VM take effect at its
-// next start; the work disk only grows, offline, before the VM boots.
+// Set changes a VM's spec. NAT changes apply at once; other changes to a
+// running VM take effect at its next start; the work disk only grows,
+// offline, before the VM boots.
 func (s *Service) Set(ctx context.Context, req model.VMSetRequest) (model.VMRecord, error) {
 	if req.VCPUCount == nil && req.MemoryMiB == nil && req.WorkDiskSizeBytes == nil && req.NATEnabled == nil {
 		return model.VMRecord{}, errdefs.Invalid(errors.New("nothing to change: give --vcpu, --memory, --disk-size, --nat or --no-nat"))
@@ -38,6 +39,18 @@ func (s *Service) Set(ctx context.Context, req model.VMSetRequest) (model.VMReco
 		}
 		if err := validateSpec(spec); err != nil {
 			return fmt.Errorf("vm %q: %w", rec.Name, err)
+		}
+		if rec.State == model.VMStateRunning && spec.NATEnabled != rec.Spec.NATEnabled {
+			// NAT changes live: the rules follow the running guest.
+			var err error
+			if spec.NATEnabled {
+				err = s.addNAT(ctx, *rec, readHandles(*rec).Tap)
+			} else {
+				err = s.removeNAT(ctx, rec.ID)
+			}
+			if err != nil {
+				return fmt.Errorf("vm %q: %w", rec.Name, err)
+			}
 		}
 		rec.Spec = spec
 		if rec.State != model.VMStateRunning {

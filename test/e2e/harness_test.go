@@ -57,21 +57,20 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	root := repoRoot()
-	for _, cmd := range []string{"banger", "bangerd"} {
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, cmd), "./cmd/"+cmd)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Printf("build %s: %v\n%s", cmd, err, out)
-			os.Exit(1)
-		}
-	}
-	// A bangerd that can be told to die at a named step (crash tests).
+	// The agent sits next to each bangerd, where image builds look for it.
 	faultBinDir = filepath.Join(dir, "faultinject")
-	for _, cmd := range []string{"banger", "bangerd"} {
-		build := exec.Command("go", "build", "-tags", "faultinject", "-o", filepath.Join(faultBinDir, cmd), "./cmd/"+cmd)
+	for _, b := range []struct{ out, cmd, tags string }{
+		{dir, "banger", ""}, {dir, "bangerd", ""}, {dir, "banger-agent", ""},
+		// A bangerd that can be told to die at a named step (crash tests).
+		{faultBinDir, "banger", "faultinject"}, {faultBinDir, "bangerd", "faultinject"}, {faultBinDir, "banger-agent", ""},
+	} {
+		build := exec.Command("go", "build", "-tags", b.tags, "-o", filepath.Join(b.out, b.cmd), "./cmd/"+b.cmd)
 		build.Dir = root
+		if b.cmd == "banger-agent" {
+			build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as in images
+		}
 		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Printf("build %s with faultinject: %v\n%s", cmd, err, out)
+			fmt.Printf("build %s (tags %q): %v\n%s", b.cmd, b.tags, err, out)
 			os.Exit(1)
 		}
 	}
@@ -284,14 +283,17 @@ func imageCacheDir(t testing.TB) string {
 		base = "/var/cache/banger-e2e"
 	}
 	h := sha256.New()
-	root := filepath.Join(repoRoot(), "internal", "image")
+	// The image holds the recipe and the agent built from these sources.
+	root := repoRoot()
 	var files []string
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasSuffix(p, "_test.go") {
-			files = append(files, p)
-		}
-		return nil
-	})
+	for _, dir := range []string{"internal/image", "internal/agent", "cmd/banger-agent"} {
+		filepath.WalkDir(filepath.Join(root, dir), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && !strings.HasSuffix(p, "_test.go") {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
 	sort.Strings(files)
 	for _, f := range files {
 		data, err := os.ReadFile(f)

@@ -9,7 +9,7 @@ initrd_list=$2
 
 # banger's units on; anything that would fight banger-net, or run apt in
 # the background of a short-lived VM, off.
-chroot "$root" systemctl enable banger-net.service banger-hostkeys.service banger-growroot.service
+chroot "$root" systemctl enable banger-net.service banger-hostkeys.service banger-growroot.service banger-agent.service
 for unit in systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-online.service \
 	NetworkManager.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
 	fstrim.timer; do

@@ -1,0 +1,124 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"banger/internal/agent"
+	"banger/internal/api"
+	"banger/internal/errdefs"
+	"banger/internal/model"
+	"banger/internal/rpc"
+)
+
+// agentTimeout bounds one call to a guest agent, dial included.
+const agentTimeout = 3 * time.Second
+
+// agentLocks serialises calls to each VM's agent: QEMU's chardev socket
+// serves one client at a time, so a second dial would wait anyway.
+type agentLocks struct{ m sync.Map } // VM id -> *sync.Mutex
+
+func (l *agentLocks) lock(id string) func() {
+	mu, _ := l.m.LoadOrStore(id, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
+
+// withAgent runs fn with a client connected to the agent of the running
+// VM ref.
+func (d *Daemon) withAgent(ctx context.Context, ref string, fn func(ctx context.Context, rec model.VMRecord, c *agent.Client) error) error {
+	rec, err := d.vms.Get(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if rec.State != model.VMStateRunning {
+		return errdefs.WithKind(errdefs.ErrConflict, fmt.Errorf("vm %q is %s, not running; start it with banger vm start %s", rec.Name, rec.State, rec.Name))
+	}
+	sock := rec.Runtime.VSockPath
+	if sock == "" {
+		return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("vm %q was started without an agent channel; restart it (banger vm restart %s)", rec.Name, rec.Name))
+	}
+	unlock := d.agentLocks.lock(rec.ID)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
+	defer cancel()
+	c, err := agent.Dial(ctx, sock)
+	if err != nil {
+		return fmt.Errorf("vm %q: %w", rec.Name, err)
+	}
+	defer c.Close()
+	if err := fn(ctx, rec, c); err != nil {
+		if errors.Is(err, agent.ErrNoAnswer) {
+			return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("vm %q: the banger agent did not answer within %s: the guest may still be booting, or its image predates banger-agent (rebuild it: banger image build --force)", rec.Name, agentTimeout))
+		}
+		return fmt.Errorf("vm %q: %w", rec.Name, err)
+	}
+	return nil
+}
+
+// registerAgent wires the methods answered by guest agents.
+func (d *Daemon) registerAgent(srv *rpc.Server) {
+	rpc.Register(srv, api.MethodVMHealth, func(ctx context.Context, r api.Ref) (api.VMHealth, error) {
+		var out api.VMHealth
+		err := d.withAgent(ctx, r.Ref, func(ctx context.Context, rec model.VMRecord, c *agent.Client) error {
+			h, err := c.Health(ctx)
+			out = api.VMHealth{Name: rec.Name, Health: h}
+			return err
+		})
+		return out, err
+	})
+	rpc.Register(srv, api.MethodVMPing, func(ctx context.Context, r api.Ref) (api.VMPing, error) {
+		var out api.VMPing
+		err := d.withAgent(ctx, r.Ref, func(ctx context.Context, rec model.VMRecord, c *agent.Client) error {
+			rtt, err := c.Ping(ctx)
+			out = api.VMPing{Name: rec.Name, RTTMicros: rtt.Microseconds()}
+			return err
+		})
+		return out, err
+	})
+	rpc.Register(srv, api.MethodVMPorts, func(ctx context.Context, r api.Ref) (api.VMPorts, error) {
+		var out api.VMPorts
+		err := d.withAgent(ctx, r.Ref, func(ctx context.Context, rec model.VMRecord, c *agent.Client) error {
+			ls, err := c.Ports(ctx)
+			if err != nil {
+				return err
+			}
+			out = api.VMPorts{Name: rec.Name, Ports: portLinks(ctx, rec, ls)}
+			return nil
+		})
+		return out, err
+	})
+}
+
+// portLinks gives each listener the host can reach its NAME.vm:PORT
+// endpoint, and an http:// link when it answers HTTP from the host
+// (probed in parallel, each within the probe's own short deadline).
+func portLinks(ctx context.Context, rec model.VMRecord, ls []agent.Listener) []api.Port {
+	out := make([]api.Port, len(ls))
+	var wg sync.WaitGroup
+	for i, l := range ls {
+		out[i].Listener = l
+		if l.Loopback() {
+			continue
+		}
+		port := strconv.Itoa(l.Port)
+		out[i].Endpoint = rec.Name + ".vm:" + port
+		if l.Proto != "tcp" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if agent.ProbeHTTP(ctx, net.JoinHostPort(rec.Runtime.GuestIP, port), rec.Name+".vm") {
+				out[i].URL = "http://" + out[i].Endpoint + "/"
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
