@@ -88,18 +88,34 @@ func (d *Daemon) registerAgent(srv *rpc.Server) {
 			if err != nil {
 				return err
 			}
-			out = api.VMPorts{Name: rec.Name, Ports: portLinks(ctx, rec, ls)}
+			out = api.VMPorts{Name: rec.Name, Ports: d.httpProbes.links(ctx, rec, ls)}
 			return nil
 		})
 		return out, err
 	})
 }
 
-// portLinks gives each listener the host can reach its NAME.vm:PORT
-// endpoint, and an http:// link when it answers HTTP from the host
-// (probed in parallel, each within the probe's own short deadline).
-func portLinks(ctx context.Context, rec model.VMRecord, ls []agent.Listener) []api.Port {
+// httpProbes remembers, per VM, which listeners answered HTTP: probing
+// a service costs it a connection (under software emulation sshd takes
+// a few hundred milliseconds to greet one), and a listener, known by its
+// process, address and port, does not change protocol.
+type httpProbes struct {
+	mu   sync.Mutex
+	seen map[string]map[string]bool // VM id -> listener key -> is HTTP
+}
+
+// links gives each listener the host can reach its NAME.vm:PORT
+// endpoint, and an http:// link when it answers HTTP from the host.
+// Listeners not seen before are probed in parallel, each within the
+// probe's own short deadline; the VM's memory then holds exactly the
+// current listeners.
+func (p *httpProbes) links(ctx context.Context, rec model.VMRecord, ls []agent.Listener) []api.Port {
+	p.mu.Lock()
+	known := p.seen[rec.ID]
+	p.mu.Unlock()
+	now := make(map[string]bool, len(ls))
 	out := make([]api.Port, len(ls))
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i, l := range ls {
 		out[i].Listener = l
@@ -111,14 +127,34 @@ func portLinks(ctx context.Context, rec model.VMRecord, ls []agent.Listener) []a
 		if l.Proto != "tcp" {
 			continue
 		}
+		key := fmt.Sprintf("%d|%s|%d", l.PID, l.Address, l.Port)
+		if isHTTP, ok := known[key]; ok {
+			now[key] = isHTTP
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if agent.ProbeHTTP(ctx, net.JoinHostPort(rec.Runtime.GuestIP, port), rec.Name+".vm") {
-				out[i].URL = "http://" + out[i].Endpoint + "/"
-			}
+			probeCtx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			isHTTP := agent.ProbeHTTP(probeCtx, net.JoinHostPort(rec.Runtime.GuestIP, port), rec.Name+".vm")
+			mu.Lock()
+			now[key] = isHTTP
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	for i := range out {
+		l := out[i].Listener
+		if now[fmt.Sprintf("%d|%s|%d", l.PID, l.Address, l.Port)] && l.Proto == "tcp" && out[i].Endpoint != "" {
+			out[i].URL = "http://" + out[i].Endpoint + "/"
+		}
+	}
+	p.mu.Lock()
+	if p.seen == nil {
+		p.seen = map[string]map[string]bool{}
+	}
+	p.seen[rec.ID] = now
+	p.mu.Unlock()
 	return out
 }

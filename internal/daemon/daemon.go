@@ -50,6 +50,7 @@ type Daemon struct {
 	changed  chan struct{} // VM records changed: rebuild DNS
 
 	agentLocks agentLocks
+	httpProbes httpProbes
 	pool       *network.Pool // nil without tap_pool_size
 	netm       *network.Manager
 }

@@ -34,7 +34,7 @@ func runSteps(ctx context.Context, logger *slog.Logger, report func(step, msg st
 			err = faultPoint(s.name)
 		}
 		if err == nil {
-			logger.Debug("step done", "step", s.name, "duration", time.Since(start).Round(time.Millisecond))
+			logger.Debug("step done", "step", s.name, "duration", time.Since(start).Round(time.Microsecond))
 			continue
 		}
 		logger.Warn("step failed", "step", s.name, "error", err)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -232,4 +233,82 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// BenchmarkStartTapPool times vm start (CLI to SSH ready) of one VM with
+// a cold TAP path (tap_pool_size = 0: the start creates its TAP) and a
+// warm one (tap_pool_size = 2: the start takes a pooled TAP), and the
+// start pipeline's tap step alone, read from the daemon's debug log.
+//
+//	go test -tags e2e -run '^$' -bench StartTapPool -benchtime 3x ./test/e2e/
+func BenchmarkStartTapPool(b *testing.B) {
+	e := newEnv(b)
+	config := func(pool int) {
+		if err := os.WriteFile(filepath.Join(e.home, "config.toml"), []byte(fmt.Sprintf("log_level = \"debug\"\ntap_pool_size = %d\n", pool)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		e.ok("daemon", "stop")
+	}
+	config(0)
+	e.ensureImage()
+	e.ok("vm", "create", "--no-start", "--name", "tp")
+	for _, c := range []struct {
+		name string
+		pool int
+	}{{"cold", 0}, {"warm", 2}} {
+		config(c.pool)
+		e.ok("vm", "list") // the daemon starts and, when warm, fills its pool
+		if c.pool > 0 {
+			deadline := time.Now().Add(20 * time.Second)
+			for len(e.taps()) < c.pool && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		var total, tap []time.Duration
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			e.ok("vm", "start", "tp")
+			total = append(total, time.Since(start))
+			tap = append(tap, e.lastStep("tap"))
+			e.ok("vm", "stop", "tp")
+			if c.pool > 0 { // let the refill finish, as between real starts
+				time.Sleep(time.Second)
+			}
+		}
+		b.ReportMetric(median(total).Seconds(), c.name+"-start-s")
+		b.ReportMetric(float64(median(tap).Microseconds()), c.name+"-tap-us")
+		b.Logf("%s: start %v, tap step %v", c.name, total, tap)
+	}
+	e.ok("vm", "delete", "tp")
+}
+
+// lastStep reads the duration of the last run of a start step from the
+// daemon's debug log.
+func (e *env) lastStep(name string) time.Duration {
+	data, err := os.ReadFile(filepath.Join(e.home, "logs", "bangerd.log"))
+	if err != nil {
+		e.t.Fatalf("read daemon log: %v", err)
+	}
+	var last time.Duration = -1
+	for _, line := range strings.Split(string(data), "\n") {
+		var rec struct {
+			Msg      string          `json:"msg"`
+			Step     string          `json:"step"`
+			Duration json.RawMessage `json:"duration"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil || rec.Msg != "step done" || rec.Step != name {
+			continue
+		}
+		var ns int64
+		var s string
+		if json.Unmarshal(rec.Duration, &ns) == nil {
+			last = time.Duration(ns)
+		} else if json.Unmarshal(rec.Duration, &s) == nil {
+			last, _ = time.ParseDuration(s)
+		}
+	}
+	if last < 0 {
+		e.t.Fatalf("no %q step in the daemon log (log_level debug?)", name)
+	}
+	return last
 }
