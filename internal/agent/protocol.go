@@ -46,9 +46,10 @@ const (
 
 // Request is one request line.
 type Request struct {
-	V      int    `json:"v"`
-	ID     uint64 `json:"id"`
-	Method string `json:"method"`
+	V      int             `json:"v"`
+	ID     uint64          `json:"id"`
+	Method string          `json:"method"`
+	Params json.RawMessage `json:"params,omitempty"`
 }
 
 // Response is one response line: Result or Error is set.

@@ -53,6 +53,20 @@ func (s *Server) Serve(ctx context.Context, conn io.ReadWriter) error {
 		case len(bytes.TrimSpace(line)) == 0:
 			continue // clients send an empty line before each request
 		default:
+			var req Request
+			if json.Unmarshal(line, &req) == nil && req.V == ProtocolVersion && req.Method == MethodExec {
+				// exec reads its stdin frames from the same stream.
+				if err := s.serveExec(ctx, req, r, conn); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+						return nil
+					}
+					return err
+				}
+				continue
+			}
 			resp = s.handle(ctx, line)
 		}
 		out, err := json.Marshal(resp)
@@ -106,8 +120,8 @@ func (s *Server) handle(ctx context.Context, line []byte) Response {
 		ls, err = ReadListeners(ctx, s.procRoot())
 		result = Ports{Listeners: ls}
 	default:
-		resp.Error = fmt.Sprintf("unknown method %q (protocol version %d knows %s, %s, %s)",
-			req.Method, ProtocolVersion, MethodHealth, MethodPing, MethodPorts)
+		resp.Error = fmt.Sprintf("unknown method %q (protocol version %d knows %s, %s, %s, %s)",
+			req.Method, ProtocolVersion, MethodHealth, MethodPing, MethodPorts, MethodExec)
 		return resp
 	}
 	if err != nil {

@@ -40,6 +40,10 @@ const (
 	MethodVMHealth = "vm.health"
 	MethodVMPing   = "vm.ping"
 	MethodVMPorts  = "vm.ports"
+
+	// MethodVMWorkspaceCopy is a stream method (rpc.CallStream): params
+	// WorkspaceCopy, then the workspace archive as the stream.
+	MethodVMWorkspaceCopy = "vm.workspace_copy"
 )
 
 // NotifyProgress is the notification method carrying Progress while a
@@ -149,6 +153,13 @@ type WorkspaceSet struct {
 // VMLogs points at a VM's serial console log.
 type VMLogs struct {
 	Path string `json:"path"`
+}
+
+// WorkspaceCopy asks for a workspace archive to be extracted into
+// GuestPath in a running VM through its agent.
+type WorkspaceCopy struct {
+	Ref       string `json:"ref"`
+	GuestPath string `json:"guest_path"`
 }
 
 // VMHealth is the guest agent's health report (vm.health, params Ref).

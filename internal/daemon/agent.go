@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"banger/internal/errdefs"
 	"banger/internal/model"
 	"banger/internal/rpc"
+	"banger/internal/workspace"
 )
 
 // agentTimeout bounds one call to a guest agent, dial included.
@@ -30,8 +33,16 @@ func (l *agentLocks) lock(id string) func() {
 }
 
 // withAgent runs fn with a client connected to the agent of the running
-// VM ref.
+// VM ref, within agentTimeout.
 func (d *Daemon) withAgent(ctx context.Context, ref string, fn func(ctx context.Context, rec model.VMRecord, c *agent.Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
+	defer cancel()
+	return d.withAgentConn(ctx, ref, fn)
+}
+
+// withAgentConn is withAgent with ctx's own deadline, if any: the dial
+// and each plain call still wait at most agentTimeout.
+func (d *Daemon) withAgentConn(ctx context.Context, ref string, fn func(ctx context.Context, rec model.VMRecord, c *agent.Client) error) error {
 	rec, err := d.vms.Get(ctx, ref)
 	if err != nil {
 		return err
@@ -45,16 +56,20 @@ func (d *Daemon) withAgent(ctx context.Context, ref string, fn func(ctx context.
 	}
 	unlock := d.agentLocks.lock(rec.ID)
 	defer unlock()
-	ctx, cancel := context.WithTimeout(ctx, agentTimeout)
+	dialCtx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	c, err := agent.Dial(ctx, sock)
+	c, err := agent.Dial(dialCtx, sock)
 	if err != nil {
 		return fmt.Errorf("vm %q: %w", rec.Name, err)
 	}
 	defer c.Close()
 	if err := fn(ctx, rec, c); err != nil {
-		if errors.Is(err, agent.ErrNoAnswer) {
+		var remote *agent.RemoteError
+		switch {
+		case errors.Is(err, agent.ErrNoAnswer):
 			return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("vm %q: the banger agent did not answer within %s: the guest may still be booting, or its image predates banger-agent (rebuild it: banger image build --force)", rec.Name, agentTimeout))
+		case errors.As(err, &remote) && strings.Contains(remote.Message, "unknown method"):
+			return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("vm %q: its banger agent is too old for %s (rebuild the image: banger image build --force)", rec.Name, remote.Method))
 		}
 		return fmt.Errorf("vm %q: %w", rec.Name, err)
 	}
@@ -81,6 +96,7 @@ func (d *Daemon) registerAgent(srv *rpc.Server) {
 		})
 		return out, err
 	})
+	rpc.RegisterStream(srv, api.MethodVMWorkspaceCopy, d.workspaceCopy)
 	rpc.Register(srv, api.MethodVMPorts, func(ctx context.Context, r api.Ref) (api.VMPorts, error) {
 		var out api.VMPorts
 		err := d.withAgent(ctx, r.Ref, func(ctx context.Context, rec model.VMRecord, c *agent.Client) error {
@@ -93,6 +109,35 @@ func (d *Daemon) registerAgent(srv *rpc.Server) {
 		})
 		return out, err
 	})
+}
+
+// workspaceCopy extracts the stream of a workspace prepare into the
+// guest through the agent: no SSH, no encryption, one process. The
+// stream is read only once the agent started the extraction (rpc
+// Ready), so a client told the agent is unavailable can send it over
+// SSH instead.
+func (d *Daemon) workspaceCopy(ctx context.Context, p api.WorkspaceCopy, body io.Reader) (api.Empty, error) {
+	script, err := workspace.ExtractCommand(p.GuestPath)
+	if err != nil {
+		return api.Empty{}, err
+	}
+	err = d.withAgentConn(ctx, p.Ref, func(ctx context.Context, rec model.VMRecord, c *agent.Client) error {
+		res, err := c.Exec(ctx, []string{"sh", "-c", script}, body, rpc.CallFrom(ctx).Ready)
+		if err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			return fmt.Errorf("extract the workspace into %s: exit status %d: %s", p.GuestPath, res.ExitCode, lastLine(res.Stderr))
+		}
+		return nil
+	})
+	return api.Empty{}, err
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 // httpProbes remembers, per VM, which listeners answered HTTP: probing

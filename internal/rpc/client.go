@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 
 	"banger/internal/errdefs"
@@ -32,6 +33,23 @@ type wireMessage struct {
 // Call sends one request and decodes the result into result (may be nil).
 // Canceling ctx closes the connection, which cancels the request.
 func (c *Client) Call(ctx context.Context, method string, params, result any) error {
+	return c.call(ctx, method, params, nil, result)
+}
+
+// ErrStreamNotStarted wraps the error of a stream call that failed before
+// the daemon asked for the stream: none of it was sent.
+var ErrStreamNotStarted = errors.New("stream not started")
+
+// CallStream calls a stream method (RegisterStream): once the daemon
+// says it is ready, send is called to write the stream, after which the
+// connection's sending side is closed. A failure before that wraps
+// ErrStreamNotStarted, and send was not called. An error from send
+// closes the connection, so the method sees its stream end early.
+func (c *Client) CallStream(ctx context.Context, method string, params any, send func(w io.Writer) error, result any) error {
+	return c.call(ctx, method, params, send, result)
+}
+
+func (c *Client) call(ctx context.Context, method string, params any, send func(io.Writer) error, result any) error {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.Socket)
 	if err != nil {
@@ -64,6 +82,14 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 		// a listener that is going away): nothing was done.
 		return fmt.Errorf("%w: send %s: %v", ErrNoDaemon, method, err)
 	}
+	started := false
+	sendErr := make(chan error, 1)
+	notStarted := func(err error) error {
+		if send != nil && !started {
+			return fmt.Errorf("%w: %w", ErrStreamNotStarted, err)
+		}
+		return err
+	}
 	scanner := bufio.NewScanner(conn)
 	scanner.Buffer(make([]byte, 64<<10), 64<<20)
 	for scanner.Scan() {
@@ -72,13 +98,32 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 			return fmt.Errorf("decode %s reply: %w", method, err)
 		}
 		if msg.Method != "" && len(msg.ID) == 0 {
+			if msg.Method == StreamReady && send != nil && !started {
+				started = true
+				go func() {
+					err := send(conn)
+					if err != nil {
+						conn.Close() // the method must see the stream end early
+					} else if uc, ok := conn.(*net.UnixConn); ok {
+						err = uc.CloseWrite()
+					}
+					sendErr <- err
+				}()
+				continue
+			}
 			if c.OnNotify != nil {
 				c.OnNotify(msg.Method, msg.Params)
 			}
 			continue
 		}
+		if started {
+			// The method's own error says more than a broken pipe.
+			if err := <-sendErr; err != nil && msg.Error == nil {
+				return fmt.Errorf("send %s stream: %w", method, err)
+			}
+		}
 		if msg.Error != nil {
-			return msg.Error
+			return notStarted(msg.Error)
 		}
 		if result != nil && len(msg.Result) > 0 {
 			if err := json.Unmarshal(msg.Result, result); err != nil {
@@ -87,11 +132,16 @@ func (c *Client) Call(ctx context.Context, method string, params, result any) er
 		}
 		return nil
 	}
+	if started {
+		if err := <-sendErr; err != nil {
+			return fmt.Errorf("send %s stream: %w", method, err)
+		}
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if err := scanner.Err(); err != nil {
-		return fmt.Errorf("read %s reply: %w", method, err)
+		return notStarted(fmt.Errorf("read %s reply: %w", method, err))
 	}
-	return fmt.Errorf("read %s reply: daemon closed the connection (see the daemon log)", method)
+	return notStarted(fmt.Errorf("read %s reply: daemon closed the connection (see the daemon log)", method))
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -73,8 +74,16 @@ func CallFrom(ctx context.Context) *Call {
 	return c
 }
 
-// handler serves one method with raw params.
-type handler func(ctx context.Context, params json.RawMessage) (any, error)
+// handler serves one method with raw params; body is the rest of the
+// connection for stream methods, nil otherwise.
+type handler struct {
+	stream bool
+	fn     func(ctx context.Context, params json.RawMessage, body io.Reader) (any, error)
+}
+
+// StreamReady is the notification a stream method sends when it starts
+// reading the request body; the client sends the body only then.
+const StreamReady = "stream.ready"
 
 // Server dispatches requests to registered methods.
 type Server struct {
@@ -92,20 +101,47 @@ func NewServer(logger *slog.Logger) *Server {
 
 // Register adds a method whose params decode strictly into P.
 func Register[P, R any](s *Server, method string, fn func(ctx context.Context, p P) (R, error)) {
-	s.handlers[method] = func(ctx context.Context, raw json.RawMessage) (any, error) {
-		var p P
-		if len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&p); err != nil {
-				return nil, newError(CodeInvalidParams, "invalid params for %s: %s", method, err)
-			}
-			if dec.More() {
-				return nil, newError(CodeInvalidParams, "invalid params for %s: trailing data", method)
-			}
+	s.handlers[method] = handler{fn: func(ctx context.Context, raw json.RawMessage, _ io.Reader) (any, error) {
+		p, err := decodeParams[P](method, raw)
+		if err != nil {
+			return nil, err
 		}
 		return fn(ctx, p)
+	}}
+}
+
+// RegisterStream adds a method that also reads a byte stream the client
+// sends after its request (Client.CallStream). The method calls Ready
+// (on the request's Call) when it starts reading body; body ends where
+// the client closes its side. A method that fails before Ready leaves
+// the stream unsent, and the client free to send it elsewhere.
+func RegisterStream[P, R any](s *Server, method string, fn func(ctx context.Context, p P, body io.Reader) (R, error)) {
+	s.handlers[method] = handler{stream: true, fn: func(ctx context.Context, raw json.RawMessage, body io.Reader) (any, error) {
+		p, err := decodeParams[P](method, raw)
+		if err != nil {
+			return nil, err
+		}
+		return fn(ctx, p, body)
+	}}
+}
+
+// Ready tells the client of a stream method to send its body.
+func (c *Call) Ready() { c.Notify(StreamReady, nil) }
+
+// decodeParams decodes raw strictly into a P.
+func decodeParams[P any](method string, raw json.RawMessage) (P, error) {
+	var p P
+	if len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			return p, newError(CodeInvalidParams, "invalid params for %s: %s", method, err)
+		}
+		if dec.More() {
+			return p, newError(CodeInvalidParams, "invalid params for %s: trailing data", method)
+		}
 	}
+	return p, nil
 }
 
 // Serve accepts connections until ctx ends or the listener closes, then
@@ -155,7 +191,10 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 	}
 	logger := s.logger.With("op", opID)
 	enc := json.NewEncoder(conn)
-	reader := bufio.NewReaderSize(io.LimitReader(conn, MaxRequestBytes+1), 64<<10)
+	// The limit holds for the request line; a stream method's body
+	// follows it unbounded.
+	limited := &io.LimitedReader{R: conn, N: MaxRequestBytes + 1}
+	reader := bufio.NewReaderSize(limited, 64<<10)
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := reader.ReadBytes('\n')
 	if err != nil {
@@ -186,19 +225,25 @@ func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 
-	// The request lives as long as the client keeps the connection open.
 	reqCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		_, _ = io.Copy(io.Discard, reader)
-		cancel()
-	}()
+	var body io.Reader
+	if h.stream {
+		limited.N = math.MaxInt64
+		body = reader
+	} else {
+		// The request lives as long as the client keeps the connection open.
+		go func() {
+			_, _ = io.Copy(io.Discard, reader)
+			cancel()
+		}()
+	}
 	call := &Call{OpID: opID, Method: req.Method, Logger: logger, enc: enc}
 	reqCtx = context.WithValue(reqCtx, callKey{}, call)
 
 	start := time.Now()
 	logger.Debug("request", "method", req.Method)
-	result, err := h(reqCtx, req.Params)
+	result, err := h.fn(reqCtx, req.Params, body)
 	call.mu.Lock()
 	defer call.mu.Unlock()
 	if err != nil {
