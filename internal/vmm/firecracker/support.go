@@ -1,0 +1,288 @@
+package firecracker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"banger/internal/errdefs"
+	"banger/internal/vmm"
+)
+
+// validate checks spec and reports every problem at once. Missing files
+// are not-found errors, everything else invalid input.
+func (d *Driver) validate(spec vmm.Spec) error {
+	var errs []error
+	invalid := func(format string, a ...any) {
+		errs = append(errs, errdefs.Invalid(fmt.Errorf(format, a...)))
+	}
+	file := func(what, path string) {
+		if path == "" {
+			invalid("%s: not set", what)
+			return
+		}
+		if !filepath.IsAbs(path) {
+			invalid("%s %q: not an absolute path", what, path)
+			return
+		}
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, errdefs.NotFound(fmt.Errorf("%s %q: no such file", what, path)))
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", what, path, err))
+		}
+	}
+	socket := func(what, path string) {
+		if !filepath.IsAbs(path) {
+			invalid("%s %q: not an absolute path", what, path)
+		} else if len(path) > maxSocketPath {
+			invalid("%s %q: path is %d bytes, a unix socket path holds at most %d: use a shorter state directory", what, path, len(path), maxSocketPath)
+		}
+	}
+
+	if spec.VCPUs < 1 || spec.VCPUs > 32 {
+		invalid("vcpus %d: firecracker runs 1 to 32", spec.VCPUs)
+	}
+	if spec.MemoryMiB < 64 {
+		invalid("memory %d MiB: must be at least 64 MiB", spec.MemoryMiB)
+	}
+	file("kernel", spec.Kernel)
+	if spec.Initrd != "" {
+		file("initrd", spec.Initrd)
+	}
+	if len(spec.Disks) == 0 {
+		invalid("disks: none given, the machine needs a system disk")
+	}
+	for i, disk := range spec.Disks {
+		what := fmt.Sprintf("disk %d (%s)", i, disk.ID)
+		file(what, disk.Path)
+		if disk.Format != "raw" && disk.Format != "" {
+			invalid("%s: format %q: firecracker needs raw disk images or block devices", what, disk.Format)
+		}
+	}
+	if spec.TapDevice != "" {
+		if spec.MAC == "" {
+			invalid("tap %q: no guest mac given", spec.TapDevice)
+		}
+		if err := d.checkTap(spec.TapDevice); err != nil {
+			errs = append(errs, errdefs.NotFound(fmt.Errorf("tap %q: no such network device", spec.TapDevice)))
+		}
+	}
+	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
+		invalid("vm directory %q: not an absolute path", spec.Dir)
+	} else if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
+		errs = append(errs, errdefs.NotFound(fmt.Errorf("vm directory %q: no such directory", spec.Dir)))
+	} else if !d.jailer.Enabled {
+		socket("api socket", filepath.Join(spec.Dir, apiSockName))
+	}
+	if spec.ConsoleLog != "" && !filepath.IsAbs(spec.ConsoleLog) {
+		invalid("console log %q: not an absolute path", spec.ConsoleLog)
+	}
+	if spec.AgentSocket != "" {
+		socket("agent socket", spec.AgentSocket)
+		if spec.VSockCID < 3 {
+			invalid("vsock cid %d: must be at least 3", spec.VSockCID)
+		}
+	}
+	if d.jailer.Enabled {
+		if _, err := d.jailFor(spec.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cleanups is a LIFO stack of undo steps.
+type cleanups struct {
+	steps []cleanupStep
+}
+
+type cleanupStep struct {
+	name string
+	fn   func() error
+}
+
+func (c *cleanups) push(name string, fn func() error) {
+	c.steps = append(c.steps, cleanupStep{name, fn})
+}
+
+// run undoes every step, last first, logging what fails.
+func (c *cleanups) run(log *slog.Logger) {
+	for i := len(c.steps) - 1; i >= 0; i-- {
+		if err := c.steps[i].fn(); err != nil {
+			log.Error("undo failed start", "step", c.steps[i].name, "err", err)
+		}
+	}
+}
+
+// touch creates path when missing, and empties it when truncate.
+func touch(path string, truncate bool) error {
+	flags := os.O_WRONLY | os.O_CREATE
+	if truncate {
+		flags |= os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func writeState(dir string, st state) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+stateName+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("record firecracker state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, stateName)); err != nil {
+		return fmt.Errorf("record firecracker state: %w", err)
+	}
+	return nil
+}
+
+func readState(dir string) (state, error) {
+	var st state
+	data, err := os.ReadFile(filepath.Join(dir, stateName))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(data, &st)
+}
+
+// readPIDFile reads a pid file and the start time of its process.
+func readPIDFile(path string) (int, uint64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return 0, 0, fmt.Errorf("pid file %s: bad pid %q", path, strings.TrimSpace(string(data)))
+	}
+	st, err := vmm.ReadProcStat(pid)
+	if err != nil || st.State == 'Z' || st.State == 'X' {
+		return 0, 0, fmt.Errorf("pid file %s: process %d is gone", path, pid)
+	}
+	return pid, st.StartTime, nil
+}
+
+// waitPIDFile waits until path names a running process.
+func waitPIDFile(ctx context.Context, path string, timeout time.Duration) (int, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		pid, start, err := readPIDFile(path)
+		if err == nil {
+			return pid, start, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, fmt.Errorf("wait for firecracker pid: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// processRuns reports whether pid runs with root as its root directory.
+func processRuns(pid int, root string) bool {
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+	return err == nil && (link == "/" || filepath.Clean(link) == filepath.Clean(root))
+}
+
+// consoleTail returns the end of the console log for an error message,
+// "" when there is nothing to show.
+func consoleTail(path string) string {
+	if path == "" {
+		return ""
+	}
+	data, err := readTail(path, 600)
+	if err != nil || len(bytes.TrimSpace(data)) == 0 {
+		return ""
+	}
+	return "; console: " + strings.TrimSpace(strings.ToValidUTF8(string(data), ""))
+}
+
+// readTail returns the last n bytes of the file at path.
+func readTail(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(fi.Size()-n, 0)
+	buf := make([]byte, fi.Size()-off)
+	_, err = f.ReadAt(buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// MetricsPath returns the metrics file of the machine of h: it lies
+// beside the API socket, in the VM directory or at the root of the jail.
+func MetricsPath(h vmm.Handle) string {
+	return filepath.Join(filepath.Dir(h.ControlSocket), metricsName)
+}
+
+// LogPath returns Firecracker's own log file for the machine of h.
+func LogPath(h vmm.Handle) string { return filepath.Join(filepath.Dir(h.ControlSocket), logName) }
+
+// maxMetricsLine bounds how much of the metrics file is read for the
+// last sample.
+const maxMetricsLine = 1 << 20
+
+// Metrics makes Firecracker flush a metrics sample and returns it, as
+// Firecracker wrote it: one JSON object per flush, with counters since
+// the previous flush. It feeds `vm stats`.
+func (d *Driver) Metrics(ctx context.Context, h vmm.Handle) (map[string]any, error) {
+	if !vmm.Alive(h) {
+		return nil, vmm.ErrNotRunning
+	}
+	if err := newClient(h.ControlSocket).do(ctx, FlushMetricsRequest(), nil); err != nil {
+		return nil, fmt.Errorf("metrics of firecracker pid %d: %w", h.PID, err)
+	}
+	m, err := LastMetrics(MetricsPath(h))
+	if err != nil {
+		return nil, fmt.Errorf("metrics of firecracker pid %d: %w", h.PID, err)
+	}
+	return m, nil
+}
+
+// LastMetrics returns the last complete sample in the metrics file at
+// path.
+func LastMetrics(path string) (map[string]any, error) {
+	data, err := readTail(path, maxMetricsLine)
+	if err != nil {
+		return nil, err
+	}
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		var m map[string]any
+		if json.Unmarshal(lines[i], &m) == nil && m != nil {
+			return m, nil
+		}
+	}
+	return nil, errdefs.NotFound(fmt.Errorf("metrics file %s: no sample yet", path))
+}
