@@ -17,6 +17,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		Short: "Build, register and manage images",
 	}
 	cmd.AddCommand(newImageBuildCmd(g), newImageListCmd(g), newImageShowCmd(g), newImageDeleteCmd(g), newImageRegisterCmd(g))
+	cmd.AddCommand(newImagePullCmd(g))
 	return cmd
 }
 

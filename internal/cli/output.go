@@ -45,9 +45,12 @@ func printVM(w io.Writer, v model.VMRecord) {
 	row("Work disk", model.FormatSizeBytes(v.Spec.WorkDiskSizeBytes)+" at /root ("+v.Runtime.WorkDiskPath+")")
 	row("System overlay", model.FormatSizeBytes(v.Spec.SystemOverlaySizeByte)+" ("+v.Runtime.SystemOverlay+")")
 	row("NAT", fmt.Sprint(v.Spec.NATEnabled))
-	if v.Runtime.VMM != "" {
+	if v.Runtime.VMM != "" && v.Runtime.Accel != "" {
 		row("VMM", v.Runtime.VMM+" ("+v.Runtime.Accel+")")
+	} else {
+		row("VMM", v.Runtime.VMM)
 	}
+	row("Rootfs backend", v.Runtime.RootfsBackend)
 	if v.Runtime.PID != 0 && v.State == model.VMStateRunning {
 		row("PID", fmt.Sprint(v.Runtime.PID))
 	}

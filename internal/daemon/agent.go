@@ -58,7 +58,15 @@ func (d *Daemon) withAgentConn(ctx context.Context, ref string, fn func(ctx cont
 	defer unlock()
 	dialCtx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	c, err := agent.Dial(dialCtx, sock)
+	var c *agent.Client
+	if rec.Runtime.VMM == "firecracker" {
+		// banger-agent listens on vsock port 1024 (the guest side's
+		// DefaultVsockPort); sock is Firecracker's vsock bridge.
+		const agentVsockPort = 1024
+		c, err = agent.DialFirecrackerVsock(dialCtx, sock, agentVsockPort)
+	} else {
+		c, err = agent.Dial(dialCtx, sock)
+	}
 	if err != nil {
 		return fmt.Errorf("vm %q: %w", rec.Name, err)
 	}

@@ -10,12 +10,16 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"banger/internal/config"
+	"banger/internal/errdefs"
+	"banger/internal/kernel"
 	"banger/internal/model"
 	"banger/internal/nat"
 	"banger/internal/network"
@@ -25,6 +29,7 @@ import (
 	"banger/internal/store"
 	"banger/internal/vm"
 	"banger/internal/vmm"
+	"banger/internal/vmm/firecracker"
 	"banger/internal/vmm/qemu"
 )
 
@@ -103,7 +108,7 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 	if cfg.TapPoolSize > 0 {
 		pool = network.NewPool(netm, cfg.TapPoolSize, logger.With("component", "tap-pool"))
 	}
-	driver, accel, note, err := newDriver(cfg, logger)
+	driver, accel, note, err := newDriver(ctx, cfg, layout, logger)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -144,16 +149,95 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 	return d, nil
 }
 
-func newDriver(cfg model.DaemonConfig, logger *slog.Logger) (vmm.Driver, string, string, error) {
-	switch cfg.VMM {
-	case config.VMMFirecracker:
-		return nil, "", "", errors.New("vmm \"firecracker\": the firecracker driver is not available in this build yet; use vmm = \"qemu\" or \"auto\"")
-	case config.VMMAuto, config.VMMQEMU, "":
-		d := qemu.New(qemu.Options{Accel: "auto", Logger: logger.With("component", "qemu")})
-		accel, note := d.Accel()
-		return d, accel, note, nil
+// newDriver builds the VMM driver cfg.VMM asks for and returns it with
+// its accelerator and why it was chosen.
+func newDriver(ctx context.Context, cfg model.DaemonConfig, layout paths.Layout, logger *slog.Logger) (vmm.Driver, string, string, error) {
+	opts := firecracker.Options{
+		Binary:      cfg.FirecrackerBin,
+		KernelCache: &kernel.Cache{Dir: filepath.Join(layout.StateDir, "kernels")},
+		Logger:      logger.With("component", "firecracker"),
 	}
-	return nil, "", "", fmt.Errorf("vmm %q: unknown", cfg.VMM)
+	if cfg.JailerEnabled {
+		uid, gid := jailerOwner(cfg.HostHomeDir)
+		opts.Jailer = firecracker.JailerOptions{Enabled: true, Binary: cfg.JailerBin, ChrootBase: cfg.JailerChrootBase, UID: uid, GID: gid}
+	}
+	fc := firecracker.New(opts)
+	name, why, err := chooseVMM(cfg.VMM, vmmProbe{
+		firecracker: func() error {
+			_, err := fc.Version(ctx)
+			return err
+		},
+		kvm: vmm.KVMUsable,
+	})
+	if err != nil {
+		return nil, "", "", err
+	}
+	logger.Info("vmm chosen", "vmm", name, "why", why)
+	if name == config.VMMFirecracker {
+		accel, _ := fc.Accel()
+		return fc, accel, why, nil
+	}
+	d := qemu.New(qemu.Options{Accel: "auto", Logger: logger.With("component", "qemu")})
+	accel, note := d.Accel()
+	return d, accel, note, nil
+}
+
+// vmmProbe says what the host offers the drivers; tests fake it.
+type vmmProbe struct {
+	// firecracker checks that the Firecracker binary (and the jailer,
+	// when enabled) is there in a supported version.
+	firecracker func() error
+	// kvm is vmm.KVMUsable.
+	kvm func() (bool, string)
+}
+
+// chooseVMM picks the driver for the configured vmm ("auto", "qemu" or
+// "firecracker") and says why. Firecracker, asked for by name, must be
+// installed and have a usable KVM; auto picks it only then, else QEMU.
+func chooseVMM(mode string, p vmmProbe) (name, why string, err error) {
+	switch mode {
+	case config.VMMQEMU:
+		return config.VMMQEMU, "vmm = \"qemu\" in the configuration", nil
+	case config.VMMFirecracker:
+		if err := p.firecracker(); err != nil {
+			return "", "", fmt.Errorf("vmm \"firecracker\": %w", err)
+		}
+		ok, kvmWhy := p.kvm()
+		if !ok {
+			return "", "", errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("vmm \"firecracker\": kvm is not usable (%s); firecracker needs it: set vmm = \"qemu\" or \"auto\"", kvmWhy))
+		}
+		return config.VMMFirecracker, "vmm = \"firecracker\" in the configuration; " + kvmWhy, nil
+	case config.VMMAuto, "":
+		ok, kvmWhy := p.kvm()
+		if !ok {
+			return config.VMMQEMU, "auto: kvm is not usable for firecracker (" + kvmWhy + ")", nil
+		}
+		if err := p.firecracker(); err != nil {
+			return config.VMMQEMU, fmt.Sprintf("auto: firecracker is not available (%v)", err), nil
+		}
+		return config.VMMFirecracker, "auto: firecracker is installed and " + kvmWhy, nil
+	}
+	return "", "", errdefs.Invalid(fmt.Errorf("vmm %q: unknown; want auto, qemu or firecracker", mode))
+}
+
+// jailerOwner returns the user and group Firecracker runs as under the
+// jailer: the user banger works for, found as the configuration finds
+// the owner's home (the sudo user, else the owner of that home).
+func jailerOwner(home string) (uid, gid int) {
+	if name := os.Getenv("SUDO_USER"); name != "" && name != "root" {
+		if u, err := user.Lookup(name); err == nil {
+			uid, uerr := strconv.Atoi(u.Uid)
+			gid, gerr := strconv.Atoi(u.Gid)
+			if uerr == nil && gerr == nil {
+				return uid, gid
+			}
+		}
+	}
+	var st syscall.Stat_t
+	if home != "" && syscall.Stat(home, &st) == nil {
+		return int(st.Uid), int(st.Gid)
+	}
+	return os.Getuid(), os.Getgid()
 }
 
 // Run reconciles, serves until ctx ends or daemon.stop is called, then

@@ -165,6 +165,10 @@ type VMRuntime struct {
 	DMName        string `json:"dm_name,omitempty"`
 	DMDev         string `json:"dm_dev,omitempty"`
 	SystemOverlay string `json:"system_overlay_path"`
+	// RootfsBackend is how the system disk was made for a VMM that takes
+	// raw disks only (dm-snapshot, reflink, sparse); empty for a qcow2
+	// overlay.
+	RootfsBackend string `json:"rootfs_backend,omitempty"`
 	WorkDiskPath  string `json:"work_disk_path"`
 	LastError     string `json:"last_error,omitempty"`
 	// Intent records a multi-step operation in progress ("creating",

@@ -71,7 +71,7 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 			LogPath:       filepath.Join(dir, "console.log"),
 			MACAddress:    network.MACFromID(id),
 			Intent:        model.IntentCreating,
-			SystemOverlay: filepath.Join(dir, "system.qcow2"),
+			SystemOverlay: s.systemDiskPath(dir),
 			WorkDiskPath:  filepath.Join(dir, "work.ext4"),
 		},
 	}
@@ -102,13 +102,14 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 		{
 			name: "system-overlay",
 			do: func(ctx context.Context) error {
-				return storage.CreateOverlay(ctx, img.RootfsPath, rec.Runtime.SystemOverlay, spec.SystemOverlaySizeByte)
+				return s.createSystemDisk(ctx, &rec, img, spec.SystemOverlaySizeByte)
 			},
+			undo: func(ctx context.Context) error { return s.removeSystemDisk(ctx, rec) },
 		},
 		{
 			name: "work-disk",
 			do: func(ctx context.Context) error {
-				if err := storage.CreateWorkDisk(ctx, img.WorkSeedPath, rec.Runtime.WorkDiskPath, spec.WorkDiskSizeBytes); err != nil {
+				if err := s.disks.workDisk(ctx, img.WorkSeedPath, rec.Runtime.WorkDiskPath, spec.WorkDiskSizeBytes); err != nil {
 					return err
 				}
 				if img.WorkSeedPath != "" && img.SeededSSHPublicKeyFingerprint == s.key.Fingerprint {
@@ -139,10 +140,15 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 		logger.Warn("clean known_hosts", "error", err)
 	}
 	logger.Info("vm created", "ip", rec.Runtime.GuestIP, "image", img.Name)
-	if spec.NATEnabled && report != nil {
-		report("warning", "NAT is recorded for this VM but not applied yet: this version of banger gives guests no route out of the host")
-	}
 	if req.NoStart {
+		// A dm-snapshot's devices exist only while the VM runs.
+		if changed, err := s.deactivateSystemDisk(ctx, &rec); err != nil {
+			logger.Warn("deactivate system disk", "error", err)
+		} else if changed {
+			if err := s.store.UpdateVM(ctx, rec); err != nil {
+				logger.Warn("record system disk", "error", err)
+			}
+		}
 		return rec, nil
 	}
 	return s.startLocked(ctx, rec, report)

@@ -50,6 +50,9 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 	if err := checkImageArtifacts(img); err != nil {
 		return rec, fmt.Errorf("start vm %q: %w", rec.Name, err)
 	}
+	if err := s.checkSystemDisk(rec); err != nil {
+		return rec, fmt.Errorf("start vm %q: %w", rec.Name, err)
+	}
 	tap := network.TapName(rec.ID)
 	h := handles{Tap: tap}
 	prefix := s.cfg.CIDR
@@ -65,6 +68,7 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 		Dir:         rec.Runtime.VMDir,
 		ConsoleLog:  rec.Runtime.LogPath,
 		AgentSocket: filepath.Join(rec.Runtime.VMDir, "agent.sock"),
+		VSockCID:    vsockCID(rec.Runtime.GuestIP),
 		Cmdline: kernelCmdline(bootParams{
 			GuestIP:  rec.Runtime.GuestIP,
 			Prefix:   prefix,
@@ -74,7 +78,7 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 			MAC:      rec.Runtime.MACAddress,
 		}),
 		Disks: []vmm.Disk{
-			{ID: "system", Path: rec.Runtime.SystemOverlay, Format: "qcow2"},
+			systemDisk(rec),
 			{ID: "work", Path: rec.Runtime.WorkDiskPath, Format: "raw"},
 		},
 	}
@@ -126,6 +130,9 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 				if err != nil {
 					return err
 				}
+				if a, ok := s.driver.(accelerated); ok && vh.Accel == "" {
+					vh.Accel, _ = a.Accel()
+				}
 				if err := faultPoint("vmm-launched"); err != nil {
 					return err
 				}
@@ -144,9 +151,31 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 				if report != nil {
 					report("wait-ssh", fmt.Sprintf("waiting for %s (%s) to answer SSH", rec.Name, rec.Runtime.GuestIP))
 				}
+				if s.guestReady != nil {
+					return s.guestReady(ctx, rec, h)
+				}
 				return s.waitSSH(ctx, rec, h)
 			},
 		},
+	}
+	if rec.Runtime.RootfsBackend != "" {
+		// The raw system disk's devices, right before the VMM opens them.
+		rootfs := step{
+			name: "rootfs",
+			do: func(ctx context.Context) error {
+				if err := s.activateSystemDisk(ctx, &rec); err != nil {
+					return err
+				}
+				spec.Disks[0] = systemDisk(rec)
+				return nil
+			},
+			undo: func(ctx context.Context) error {
+				_, err := s.deactivateSystemDisk(ctx, &rec)
+				return err
+			},
+		}
+		at := len(steps) - 2 // before vmm
+		steps = append(steps[:at], append([]step{rootfs}, steps[at:]...)...)
 	}
 	logger.Info("starting vm")
 	if a, ok := s.driver.(accelerated); ok && report != nil {
@@ -393,6 +422,15 @@ func (s *Service) removeLocked(ctx context.Context, rec model.VMRecord) error {
 	if err := faultPoint("delete-tap"); err != nil {
 		return err
 	}
+	// The jail first: it holds links and mounts of the disks.
+	if j, ok := s.driver.(jailRemover); ok {
+		if err := j.RemoveJail(rec.ID); err != nil {
+			return err
+		}
+	}
+	if err := s.removeSystemDisk(ctx, rec); err != nil {
+		return err
+	}
 	if err := os.RemoveAll(rec.Runtime.VMDir); err != nil {
 		return err
 	}
@@ -446,6 +484,9 @@ func (s *Service) settleStoppedLocked(ctx context.Context, rec *model.VMRecord, 
 		if f != "" {
 			_ = os.Remove(f)
 		}
+	}
+	if _, err := s.deactivateSystemDisk(ctx, rec); err != nil {
+		errs = append(errs, err)
 	}
 	switch {
 	case lastError != "":

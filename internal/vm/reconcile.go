@@ -77,6 +77,17 @@ func (s *Service) Reconcile(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		if !alive || rec.State != model.VMStateRunning {
+			// Device-mapper devices of a VM that does not run (created
+			// and never started, or left by a daemon that died).
+			if changed, err := s.deactivateSystemDisk(ctx, &rec); err != nil {
+				errs = append(errs, err)
+			} else if changed {
+				if err := s.store.UpdateVM(ctx, rec); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
 		if _, err := os.Stat(rec.Runtime.WorkDiskPath); err != nil && rec.State != model.VMStateError {
 			logger.Error("work disk is missing", "path", rec.Runtime.WorkDiskPath)
 			rec.State = model.VMStateError
@@ -105,6 +116,9 @@ func (s *Service) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
+	if err := s.reapJails(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	entries, err := os.ReadDir(s.layout.VMsDir())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
@@ -120,6 +134,31 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reapJails removes the driver's per-machine directories (jails) of VMs
+// that no longer exist.
+func (s *Service) reapJails(ctx context.Context) error {
+	r, ok := s.driver.(jailReaper)
+	if !ok {
+		return nil
+	}
+	recs, err := s.store.ListVMs(ctx)
+	if err != nil {
+		return err
+	}
+	known := make(map[string]bool, len(recs))
+	for _, rec := range recs {
+		known[rec.ID] = true
+	}
+	removed, err := r.ReapJails(func(id string) bool { return known[id] })
+	for _, id := range removed {
+		s.logger.Info("removed the jail of a vm that no longer exists", "vm_id", shortID(id))
+	}
+	if err != nil {
+		return fmt.Errorf("reap jails: %w", err)
+	}
+	return nil
 }
 
 // quarantine moves a VM directory no record owns out of the VMs

@@ -68,6 +68,12 @@ type Service struct {
 	StopTimeout time.Duration
 
 	locks locks
+
+	// disks makes and tears down VM disks (the storage package).
+	disks diskOps
+	// guestReady waits until a started guest answers; nil waits for SSH.
+	// Tests replace it.
+	guestReady func(ctx context.Context, rec model.VMRecord, h handles) error
 }
 
 // Deps are the services a Service uses.
@@ -107,6 +113,7 @@ func New(d Deps) *Service {
 		changed:     d.Changed,
 		SSHTimeout:  4 * time.Minute,
 		StopTimeout: 30 * time.Second,
+		disks:       hostDisks,
 	}
 }
 

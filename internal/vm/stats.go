@@ -79,7 +79,11 @@ type Sampler struct {
 	logger *slog.Logger
 	// refresh, when set, settles a running VM whose VMM has exited
 	// before Stats samples it.
-	refresh  func(ctx context.Context, rec model.VMRecord) model.VMRecord
+	refresh func(ctx context.Context, rec model.VMRecord) model.VMRecord
+	// metrics, when set, reads the VMM's own counters of a machine the
+	// driver named driver runs.
+	metrics  func(ctx context.Context, h vmm.Handle) (map[string]any, error)
+	driver   string
 	hz       float64
 	pageSize int64
 
@@ -95,8 +99,20 @@ type Sampler struct {
 func (s *Service) NewSampler() *Sampler {
 	p := newSampler(s.store, &s.locks, s.logger)
 	p.refresh = s.refresh
+	if m, ok := s.driver.(metricsReader); ok {
+		p.metrics, p.driver = m.Metrics, s.driver.Name()
+	}
 	return p
 }
+
+// metricsReader is a driver that reports the VMM's own counters
+// (Firecracker's metrics), kept raw in VMStats.MetricsRaw.
+type metricsReader interface {
+	Metrics(ctx context.Context, h vmm.Handle) (map[string]any, error)
+}
+
+// metricsTimeout bounds the read of a VMM's counters.
+const metricsTimeout = 2 * time.Second
 
 func newSampler(st *store.Store, l *locks, logger *slog.Logger) *Sampler {
 	return &Sampler{
@@ -263,7 +279,11 @@ func (p *Sampler) sampleOne(ctx context.Context, id string) error {
 		return err
 	}
 	next, running := p.measure(rec, time.Now())
-	if !running && sameStats(rec.Stats, next) {
+	next.MetricsRaw = nil
+	if running {
+		next.MetricsRaw = p.vmmMetrics(ctx, rec)
+	}
+	if !running && sameStats(rec.Stats, next) && rec.Stats.MetricsRaw == nil {
 		// A stopped VM's numbers did not change: spare the write.
 		return nil
 	}
@@ -312,6 +332,23 @@ func (p *Sampler) measure(rec model.VMRecord, now time.Time) (model.VMStats, boo
 	st.RSSBytes = ps.RSSPages * p.pageSize
 	st.VSZBytes = ps.VSZ
 	return st, true
+}
+
+// vmmMetrics returns the VMM's counters of rec's machine, nil when the
+// driver has none or they cannot be read.
+func (p *Sampler) vmmMetrics(ctx context.Context, rec model.VMRecord) map[string]any {
+	h := readHandles(rec).VMM
+	if p.metrics == nil || h.Driver != p.driver {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, metricsTimeout)
+	defer cancel()
+	m, err := p.metrics(ctx, h)
+	if err != nil {
+		p.logger.Debug("vmm metrics", "vm", rec.Name, "error", err)
+		return nil
+	}
+	return m
 }
 
 // allocated returns the bytes path takes on the host, 0 when it does not
