@@ -113,7 +113,7 @@ func prepareJail(j Jail, spec vmm.Spec, kernel string, uid, gid int) (Layout, er
 			return Layout{}, fmt.Errorf("prepare jail: initrd: %w", err)
 		}
 	}
-	for i, id := range driveIDs(spec.Disks) {
+	for i, id := range vmm.DiskIDs(spec.Disks, driveIDRE) {
 		name := jailDrivePref + id
 		if err := exposeDisk(spec.Disks[i].Path, filepath.Join(root, name), uid, gid); err != nil {
 			return Layout{}, fmt.Errorf("prepare jail: disk %q: %w", spec.Disks[i].ID, err)

@@ -239,7 +239,7 @@ func TestStartErrors(t *testing.T) {
 	}{
 		{name: "version too old", env: map[string]string{fctest.EnvVersion: "1.4.2"}, wantErr: "firecracker 1.4.2 is not supported: banger needs Firecracker 1.5.0 or later", kind: errdefs.IsInvalid},
 		{name: "api error", env: map[string]string{fctest.EnvFailPath: "/drives/work"}, wantErr: "PUT /drives/work: 400: injected failure"},
-		{name: "qcow2 disk", edit: func(s *vmm.Spec) { s.Disks[0].Format = "qcow2" }, wantErr: "firecracker needs raw disk images", kind: errdefs.IsInvalid},
+		{name: "qcow2 disk", edit: func(s *vmm.Spec) { s.Disks[0].Format = "qcow2" }, wantErr: `format "qcow2", want raw`, kind: errdefs.IsInvalid},
 		{name: "missing kernel", edit: func(s *vmm.Spec) { s.Kernel = "/nonexistent/vmlinux" }, wantErr: "no such file", kind: errdefs.IsNotFound},
 		{name: "compressed kernel without cache", edit: func(s *vmm.Spec) { os.WriteFile(s.Kernel, []byte("MZ bzImage"), 0o644) }, wantErr: "no kernel cache", kind: errdefs.IsInvalid},
 		{name: "vsock cid", edit: func(s *vmm.Spec) { s.VSockCID = 1 }, wantErr: "vsock cid 1", kind: errdefs.IsInvalid},

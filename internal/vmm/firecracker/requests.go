@@ -148,25 +148,6 @@ type Layout struct {
 
 var driveIDRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
-// driveIDs names the drives after the disks' IDs where those are valid,
-// distinct Firecracker resource ids (alphanumerics and underscores),
-// else disk0, disk1, ...
-func driveIDs(disks []vmm.Disk) []string {
-	ids := make([]string, len(disks))
-	seen := make(map[string]bool)
-	for i, d := range disks {
-		id := d.ID
-		if !driveIDRE.MatchString(id) || seen[id] {
-			id = fmt.Sprintf("disk%d", i)
-		}
-		for seen[id] {
-			id += "_"
-		}
-		seen[id] = true
-		ids[i] = id
-	}
-	return ids
-}
 
 // ConfigRequests returns the pre-boot requests that configure spec's
 // machine on a Firecracker of version v, in the order they are sent:
@@ -195,7 +176,7 @@ func ConfigRequests(spec vmm.Spec, l Layout, v Version) ([]Request, error) {
 		{"PUT", "/machine-config", MachineConfig{VCPUCount: spec.VCPUs, MemSizeMiB: spec.MemoryMiB}},
 		{"PUT", "/boot-source", BootSource{KernelImagePath: l.Kernel, BootArgs: spec.Cmdline, InitrdPath: l.Initrd}},
 	}
-	for i, id := range driveIDs(spec.Disks) {
+	for i, id := range vmm.DiskIDs(spec.Disks, driveIDRE) {
 		reqs = append(reqs, Request{"PUT", "/drives/" + id, Drive{
 			DriveID:    id,
 			PathOnHost: l.Drives[i],

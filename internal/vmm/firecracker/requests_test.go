@@ -115,7 +115,7 @@ func TestConfigRequestsErrors(t *testing.T) {
 }
 
 func TestDriveIDs(t *testing.T) {
-	got := driveIDs([]vmm.Disk{{ID: "system"}, {ID: "work-disk"}, {ID: "system"}, {ID: ""}, {ID: "disk1"}})
+	got := vmm.DiskIDs([]vmm.Disk{{ID: "system"}, {ID: "work-disk"}, {ID: "system"}, {ID: ""}, {ID: "disk1"}}, driveIDRE)
 	want := []string{"system", "disk1", "disk2", "disk3", "disk4"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, want %v", got, want)

@@ -21,83 +21,40 @@ import (
 // validate checks spec and reports every problem at once. Missing files
 // are not-found errors, everything else invalid input.
 func (d *Driver) validate(spec vmm.Spec) error {
-	var errs []error
-	invalid := func(format string, a ...any) {
-		errs = append(errs, errdefs.Invalid(fmt.Errorf(format, a...)))
-	}
-	file := func(what, path string) {
-		if path == "" {
-			invalid("%s: not set", what)
-			return
-		}
-		if !filepath.IsAbs(path) {
-			invalid("%s %q: not an absolute path", what, path)
-			return
-		}
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, errdefs.NotFound(fmt.Errorf("%s %q: no such file", what, path)))
-		} else if err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: %w", what, path, err))
-		}
-	}
+	var c vmm.SpecCheck
 	socket := func(what, path string) {
 		if !filepath.IsAbs(path) {
-			invalid("%s %q: not an absolute path", what, path)
+			c.Invalid("%s %q: not an absolute path", what, path)
 		} else if len(path) > maxSocketPath {
-			invalid("%s %q: path is %d bytes, a unix socket path holds at most %d: use a shorter state directory", what, path, len(path), maxSocketPath)
+			c.Invalid("%s %q: path is %d bytes, a unix socket path holds at most %d: use a shorter state directory", what, path, len(path), maxSocketPath)
 		}
 	}
-
 	if spec.VCPUs < 1 || spec.VCPUs > 32 {
-		invalid("vcpus %d: firecracker runs 1 to 32", spec.VCPUs)
+		c.Invalid("vcpus %d: firecracker runs 1 to 32", spec.VCPUs)
 	}
-	if spec.MemoryMiB < 64 {
-		invalid("memory %d MiB: must be at least 64 MiB", spec.MemoryMiB)
-	}
-	file("kernel", spec.Kernel)
-	if spec.Initrd != "" {
-		file("initrd", spec.Initrd)
-	}
-	if len(spec.Disks) == 0 {
-		invalid("disks: none given, the machine needs a system disk")
-	}
-	for i, disk := range spec.Disks {
-		what := fmt.Sprintf("disk %d (%s)", i, disk.ID)
-		file(what, disk.Path)
-		if disk.Format != "raw" && disk.Format != "" {
-			invalid("%s: format %q: firecracker needs raw disk images or block devices", what, disk.Format)
-		}
-	}
-	if spec.TapDevice != "" {
-		if spec.MAC == "" {
-			invalid("tap %q: no guest mac given", spec.TapDevice)
-		}
-		if err := d.checkTap(spec.TapDevice); err != nil {
-			errs = append(errs, errdefs.NotFound(fmt.Errorf("tap %q: no such network device", spec.TapDevice)))
-		}
-	}
-	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
-		invalid("vm directory %q: not an absolute path", spec.Dir)
-	} else if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
-		errs = append(errs, errdefs.NotFound(fmt.Errorf("vm directory %q: no such directory", spec.Dir)))
-	} else if !d.jailer.Enabled {
+	// Firecracker takes raw disk images or block devices only.
+	if c.Common(spec, "raw", "") && !d.jailer.Enabled {
 		socket("api socket", filepath.Join(spec.Dir, apiSockName))
 	}
+	if spec.TapDevice != "" {
+		if err := d.checkTap(spec.TapDevice); err != nil {
+			c.Add(errdefs.NotFound(fmt.Errorf("tap %q: no such network device", spec.TapDevice)))
+		}
+	}
 	if spec.ConsoleLog != "" && !filepath.IsAbs(spec.ConsoleLog) {
-		invalid("console log %q: not an absolute path", spec.ConsoleLog)
+		c.Invalid("console log %q: not an absolute path", spec.ConsoleLog)
 	}
 	if spec.AgentSocket != "" {
 		socket("agent socket", spec.AgentSocket)
 		if spec.VSockCID < 3 {
-			invalid("vsock cid %d: must be at least 3", spec.VSockCID)
+			c.Invalid("vsock cid %d: must be at least 3", spec.VSockCID)
 		}
 	}
 	if d.jailer.Enabled {
-		if _, err := d.jailFor(spec.ID); err != nil {
-			errs = append(errs, err)
-		}
+		_, err := d.jailFor(spec.ID)
+		c.Add(err)
 	}
-	return errors.Join(errs...)
+	return c.Err()
 }
 
 // cleanups is a LIFO stack of undo steps.

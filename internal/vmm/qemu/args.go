@@ -1,9 +1,7 @@
 package qemu
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -111,7 +109,7 @@ func Args(spec vmm.Spec, accel Accelerator, p Paths) []string {
 	}
 	args = append(args, "-append", cmdline)
 
-	for i, id := range driveIDs(spec.Disks) {
+	for i, id := range vmm.DiskIDs(spec.Disks, qemuID) {
 		d := spec.Disks[i]
 		drive := "id=" + id + ",file=" + optEscape(d.Path) + ",format=" + d.Format +
 			",if=none,cache=writeback,aio=threads"
@@ -161,24 +159,6 @@ func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 var qemuID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,30}$`)
 
-// driveIDs names the drives after the disks' IDs where those are valid,
-// distinct QEMU identifiers, else disk0, disk1, ...
-func driveIDs(disks []vmm.Disk) []string {
-	ids := make([]string, len(disks))
-	seen := make(map[string]bool)
-	for i, d := range disks {
-		id := d.ID
-		if !qemuID.MatchString(id) || seen[id] {
-			id = fmt.Sprintf("disk%d", i)
-		}
-		for seen[id] {
-			id += "_"
-		}
-		seen[id] = true
-		ids[i] = id
-	}
-	return ids
-}
 
 func shortID(id string) string {
 	if len(id) > 12 {
@@ -190,67 +170,23 @@ func shortID(id string) string {
 // validate checks spec and reports every problem at once. Missing files
 // are not-found errors, everything else invalid input.
 func validate(spec vmm.Spec) error {
-	var errs []error
-	invalid := func(format string, a ...any) {
-		errs = append(errs, errdefs.Invalid(fmt.Errorf(format, a...)))
-	}
-	file := func(what, path string) {
-		if path == "" {
-			invalid("%s: not set", what)
-			return
-		}
-		if !filepath.IsAbs(path) {
-			invalid("%s %q: not an absolute path", what, path)
-			return
-		}
-		if _, err := os.Stat(path); err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, errdefs.NotFound(fmt.Errorf("%s %q: no such file", what, path)))
-			} else {
-				errs = append(errs, fmt.Errorf("%s %q: %w", what, path, err))
-			}
-		}
-	}
-
+	var c vmm.SpecCheck
 	if spec.VCPUs < 1 {
-		invalid("vcpus %d: must be at least 1", spec.VCPUs)
+		c.Invalid("vcpus %d: must be at least 1", spec.VCPUs)
 	}
-	if spec.MemoryMiB < 64 {
-		invalid("memory %d MiB: must be at least 64 MiB", spec.MemoryMiB)
-	}
-	file("kernel", spec.Kernel)
-	if spec.Initrd != "" {
-		file("initrd", spec.Initrd)
-	}
-	if len(spec.Disks) == 0 {
-		invalid("disks: none given, the machine needs a system disk")
-	}
-	for i, d := range spec.Disks {
-		what := fmt.Sprintf("disk %d (%s)", i, d.ID)
-		file(what, d.Path)
-		if d.Format != "raw" && d.Format != "qcow2" {
-			invalid("%s: format %q, want raw or qcow2", what, d.Format)
-		}
-	}
-	if spec.TapDevice != "" && spec.MAC == "" {
-		invalid("tap %q: no guest mac given", spec.TapDevice)
-	}
-	if spec.Dir == "" || !filepath.IsAbs(spec.Dir) {
-		invalid("vm directory %q: not an absolute path", spec.Dir)
-	} else if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
-		errs = append(errs, errdefs.NotFound(fmt.Errorf("vm directory %q: no such directory", spec.Dir)))
-	} else if _, err := PathsFor(spec.Dir); err != nil {
-		errs = append(errs, err)
+	if c.Common(spec, "raw", "qcow2") {
+		_, err := PathsFor(spec.Dir)
+		c.Add(err)
 	}
 	if spec.ConsoleLog != "" && !filepath.IsAbs(spec.ConsoleLog) {
-		invalid("console log %q: not an absolute path", spec.ConsoleLog)
+		c.Invalid("console log %q: not an absolute path", spec.ConsoleLog)
 	}
 	if spec.AgentSocket != "" {
 		if !filepath.IsAbs(spec.AgentSocket) {
-			invalid("agent socket %q: not an absolute path", spec.AgentSocket)
-		} else if err := checkSocketPath("agent socket", spec.AgentSocket); err != nil {
-			errs = append(errs, err)
+			c.Invalid("agent socket %q: not an absolute path", spec.AgentSocket)
+		} else {
+			c.Add(checkSocketPath("agent socket", spec.AgentSocket))
 		}
 	}
-	return errors.Join(errs...)
+	return c.Err()
 }

@@ -193,7 +193,7 @@ func TestDriveIDs(t *testing.T) {
 			for i, id := range tt.ids {
 				disks[i].ID = id
 			}
-			if got := driveIDs(disks); !slices.Equal(got, tt.want) {
+			if got := vmm.DiskIDs(disks, qemuID); !slices.Equal(got, tt.want) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
