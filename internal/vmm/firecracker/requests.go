@@ -148,7 +148,6 @@ type Layout struct {
 
 var driveIDRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 
-
 // ConfigRequests returns the pre-boot requests that configure spec's
 // machine on a Firecracker of version v, in the order they are sent:
 // logger and metrics first (so later failures are logged), machine,

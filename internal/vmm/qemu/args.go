@@ -159,7 +159,6 @@ func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 var qemuID = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,30}$`)
 
-
 func shortID(id string) string {
 	if len(id) > 12 {
 		return id[:12]
