@@ -110,3 +110,21 @@ func TestNewDriver(t *testing.T) {
 		})
 	}
 }
+
+func TestGuestDNSAddr(t *testing.T) {
+	tests := []struct {
+		listen, bridge, want string
+	}{
+		{"127.0.0.1:42069", "172.16.0.1", "172.16.0.1:42069"},
+		{"127.0.0.1:5353", "10.77.0.1", "10.77.0.1:5353"},
+		{"172.16.0.1:42069", "172.16.0.1", ""}, // already there
+		{"0.0.0.0:42069", "172.16.0.1", ""},    // every address
+		{"off", "172.16.0.1", ""},
+		{"127.0.0.1:42069", "not-an-ip", ""},
+	}
+	for _, tt := range tests {
+		if got := guestDNSAddr(tt.listen, tt.bridge); got != tt.want {
+			t.Errorf("guestDNSAddr(%q, %q): got %q, want %q", tt.listen, tt.bridge, got, tt.want)
+		}
+	}
+}

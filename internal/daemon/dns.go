@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"time"
 
@@ -24,12 +25,34 @@ func (d *Daemon) serveDNS(ctx context.Context) {
 	}
 	defer srv.Close()
 	d.logger.Info(".vm DNS server listening", "addr", srv.Addr())
+	// Guests ask the same records on the bridge address, the one host
+	// address every guest reaches (isolation and NAT rules leave traffic
+	// to the host alone). The bridge appears with the first start.
+	guestAddr := guestDNSAddr(d.cfg.DNSListen, d.cfg.BridgeIP)
+	var guestSrv *dns.Server
+	defer func() {
+		if guestSrv != nil {
+			guestSrv.Close()
+		}
+	}()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
+		if guestSrv == nil && guestAddr != "" && d.bridgeUp() {
+			s := dns.New(guestAddr, d.logger.With("component", "dns"))
+			if err := s.Start(ctx); err != nil {
+				d.logger.Warn("the .vm DNS server for guests is not running yet", "addr", guestAddr, "error", err)
+			} else {
+				guestSrv = s
+				d.logger.Info(".vm DNS server listening for guests", "addr", s.Addr())
+			}
+		}
 		records, err := d.dnsRecords(ctx)
 		if err == nil {
 			srv.SetRecords(records)
+			if guestSrv != nil {
+				guestSrv.SetRecords(records)
+			}
 		} else if ctx.Err() == nil {
 			d.logger.Warn("rebuild dns records", "error", err)
 		}
@@ -66,4 +89,36 @@ func (d *Daemon) notifyChanged() {
 	case d.changed <- struct{}{}:
 	default:
 	}
+}
+
+// guestDNSAddr is where guests reach the .vm server: the bridge address
+// on listen's port; empty when listen covers it already or is unusable.
+func guestDNSAddr(listen, bridgeIP string) string {
+	ap, err := netip.ParseAddrPort(listen)
+	if err != nil {
+		return ""
+	}
+	bridge, err := netip.ParseAddr(bridgeIP)
+	if err != nil || ap.Addr() == bridge || ap.Addr().IsUnspecified() {
+		return ""
+	}
+	return netip.AddrPortFrom(bridge, ap.Port()).String()
+}
+
+// bridgeUp reports whether the bridge address is assigned on this host.
+func (d *Daemon) bridgeUp() bool {
+	bridge, err := netip.ParseAddr(d.cfg.BridgeIP)
+	if err != nil {
+		return false
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == bridge {
+			return true
+		}
+	}
+	return false
 }

@@ -148,6 +148,11 @@ func TestNATAndIsolation(t *testing.T) {
 		}
 	}
 
+	// Guests resolve .vm names at the host's bridge address.
+	if got := guestLookup(e, "in", "out.vm"); got != out.Runtime.GuestIP {
+		t.Errorf("guest in asking 172.16.0.1:42069 for out.vm: got %q, want %s", got, out.Runtime.GuestIP)
+	}
+
 	// Delete: its rules go; with no nat guest left, forwarding is off.
 	e.ok("vm", "delete", "out")
 	rules = e.nftRuleset()
@@ -182,6 +187,36 @@ func TestNATAndIsolation(t *testing.T) {
 	}
 	e.ok("vm", "delete", "in")
 	e.assertClean("after delete")
+}
+
+// guestLookup asks, from the guest of vm, the .vm DNS server on the
+// bridge address for name's A record, and returns the address or the
+// failure as text.
+func guestLookup(e *env, vm, name string) string {
+	script := `import socket, struct, sys
+name = sys.argv[1]
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+for attempt in range(5):
+    try:
+        s.sendto(q, ("172.16.0.1", 42069))
+        r = s.recv(512)
+        break
+    except socket.timeout:
+        continue
+else:
+    sys.exit("no answer")
+if r[3] & 0xF != 0 or struct.unpack(">H", r[6:8])[0] != 1:
+    sys.exit("rcode %d, %d answers" % (r[3] & 0xF, struct.unpack(">H", r[6:8])[0]))
+print(".".join(str(b) for b in r[-4:]))
+`
+	r := e.banger("vm", "exec", vm, "--", "python3", "-c", script, name)
+	if r.code != 0 {
+		return strings.TrimSpace(r.stderr)
+	}
+	return strings.TrimSpace(r.stdout)
 }
 
 // sshBanner reports whether the guest of vm gets an SSH banner from
