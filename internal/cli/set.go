@@ -48,8 +48,8 @@ The work disk only grows (offline, before the VM boots); shrinking is refused.`,
 	fl.IntVar(&vcpu, "vcpu", 0, "number of vCPUs")
 	fl.StringVar(&memory, "memory", "", "memory, e.g. 4G or 2048 (MiB)")
 	fl.StringVar(&diskSize, "disk-size", "", "work disk size, e.g. 20G (grow only)")
-	fl.BoolVar(&nat, "nat", false, "enable NAT")
-	fl.BoolVar(&noNAT, "no-nat", false, "disable NAT")
+	fl.BoolVar(&nat, "nat", false, "let the VM reach the network outside the host (applies at once on a running VM)")
+	fl.BoolVar(&noNAT, "no-nat", false, "cut the VM off from the network outside the host (applies at once)")
 	fl.BoolVar(&asJSON, "json", false, "print the VM as JSON")
 	return cmd
 }
