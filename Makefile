@@ -13,7 +13,7 @@ GOFLAGS    ?=
 E2E_TIMEOUT ?= 60m
 
 # OS packages banger needs at run time and for its tests.
-DEB_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs nftables openssh-client iproute2 ca-certificates dnsmasq-base
+DEB_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs nftables openssh-client iproute2 ca-certificates dnsmasq-base xfsprogs
 
 .PHONY: all build deps install uninstall test test-unit test-integration test-e2e bench vet fmt clean
 

@@ -11,9 +11,12 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"banger/internal/hostexec"
 )
@@ -198,5 +201,71 @@ func TestRootfsDMSnapshot(t *testing.T) {
 	}
 	if !bytes.Equal(got[4096:8192], write) || !bytes.Equal(got[8192:], orig[8192:]) {
 		t.Error("snapshot content after reactivation: want the write kept and the rest as the image")
+	}
+}
+
+// TestRootfsReflinkOnXFS runs the reflink backend for real on a loop
+// XFS with reflink support: the backend is chosen there, the copy has
+// the image's bytes, and it shares the image's blocks instead of
+// writing them again.
+func TestRootfsReflinkOnXFS(t *testing.T) {
+	requireLoops(t)
+	if _, err := exec.LookPath("mkfs.xfs"); err != nil {
+		t.Skip("mkfs.xfs not found: install xfsprogs (make deps) to test reflink copies")
+	}
+	img := filepath.Join(t.TempDir(), "xfs.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 512<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.xfs", "-q", "-m", "reflink=1", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.xfs: %v: %s", err, out)
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount the xfs image: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", mnt, err, out)
+		}
+	})
+
+	backend, reason := ChooseRootfsBackend(t.Context(), mnt)
+	if backend != RootfsReflink {
+		t.Fatalf("backend on xfs with reflink=1: got %s (%s), want reflink", backend, reason)
+	}
+	base := filepath.Join(mnt, "rootfs.ext4")
+	data := make([]byte, 64<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>12)
+	}
+	if err := os.WriteFile(base, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before unix.Statfs_t
+	if err := unix.Statfs(mnt, &before); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(mnt, "system.ext4")
+	r, err := CreateRootfs(t.Context(), RootfsRequest{Backend: RootfsReflink, Base: base, Path: dst, Size: int64(len(data))})
+	if err != nil {
+		t.Fatalf("CreateRootfs: %v", err)
+	}
+	var after unix.Statfs_t
+	if err := unix.Statfs(mnt, &after); err != nil {
+		t.Fatal(err)
+	}
+	if used := int64(before.Bfree-after.Bfree) * int64(after.Bsize); used > 4<<20 {
+		t.Errorf("reflink copy of 64 MiB used %d bytes of the filesystem, want the blocks shared", used)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("reflink copy content: %d bytes, %v; want the image's %d bytes", len(got), err, len(data))
+	}
+	if err := RemoveRootfs(t.Context(), r); err != nil {
+		t.Errorf("RemoveRootfs: %v", err)
 	}
 }
