@@ -110,6 +110,12 @@ type ImageBuildRequest struct {
 	Name   string `json:"name"`
 	Force  bool   `json:"force,omitempty"`
 	Mirror string `json:"mirror,omitempty"`
+	// Recipe is the text of a TOML recipe, built instead of the
+	// embedded recipe Name; Name is then the new image's name.
+	Recipe string `json:"recipe,omitempty"`
+	// RecipeDir is the recipe file's absolute directory: the sources of
+	// its [[files]] are read relative to it.
+	RecipeDir string `json:"recipe_dir,omitempty"`
 }
 
 // ImageRegisterRequest registers local artifacts as an image.
@@ -120,6 +126,10 @@ type ImageRegisterRequest struct {
 	Initrd   string `json:"initrd,omitempty"`
 	Modules  string `json:"modules,omitempty"`
 	WorkSeed string `json:"work_seed,omitempty"`
+	// KernelRef names a catalog kernel that gives the image its kernel,
+	// and its initrd and modules unless Initrd or Modules are set; it
+	// excludes Kernel.
+	KernelRef string `json:"kernel_ref,omitempty"`
 }
 
 // SSHInfo tells the CLI how to reach a VM over SSH.

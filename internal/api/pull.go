@@ -27,7 +27,11 @@ type ImagePullRequest struct {
 	// Insecure allows plain HTTP to the registry (a local test registry).
 	Insecure bool `json:"insecure,omitempty"`
 	// KernelFrom names the image whose kernel, initrd and work seed the
-	// pulled image boots with; empty means the configured default image,
-	// built first when needed.
+	// pulled image boots with (only its work seed when KernelRef is set);
+	// empty means the configured default image, built first when needed.
 	KernelFrom string `json:"kernel_from,omitempty"`
+	// KernelRef names the catalog kernel (with its initrd and modules)
+	// the pulled image boots; the work seed still comes from KernelFrom.
+	// Empty means the kernel of KernelFrom.
+	KernelRef string `json:"kernel_ref,omitempty"`
 }

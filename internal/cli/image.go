@@ -18,37 +18,36 @@ func newImageCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(newImageBuildCmd(g), newImageListCmd(g), newImageShowCmd(g), newImageDeleteCmd(g), newImageRegisterCmd(g))
 	cmd.AddCommand(newImagePullCmd(g))
+	cmd.AddCommand(newImagePromoteCmd(g), newImageCacheCmd(g), newImageRecipeCmd(g))
 	return cmd
 }
 
 func newImageBuildCmd(g *globals) *cobra.Command {
-	var force, asJSON bool
-	var mirror string
+	var o imageBuildOptions
 	cmd := &cobra.Command{
-		Use:   "build [RECIPE]",
+		Use:   "build [NAME] [--recipe FILE]",
 		Short: "Build a managed image from Debian packages (default debian-bookworm)",
 		Long: `Build a managed image from Debian packages: root filesystem, work disk seed,
-kernel and initrd. The first build takes a few minutes.`,
+kernel and initrd. The first build takes a few minutes.
+
+NAME is an embedded recipe (debian-bookworm). With --recipe, the TOML recipe
+FILE is built as the image NAME (default: the recipe's name); start from
+banger image recipe show. Two builds of one recipe from the same package
+versions have the same content.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := api.ImageBuildRequest{Name: model.DefaultImageName, Force: force, Mirror: mirror}
+			name := ""
 			if len(args) == 1 {
-				req.Name = args[0]
+				name = args[0]
 			}
-			var img model.Image
-			if err := g.call(cmd.Context(), api.MethodImageBuild, req, &img); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(g.stdout, img)
-			}
-			fmt.Fprintf(g.stdout, "%s\t%s\n", img.Name, img.ID[:12])
-			return nil
+			return runImageBuild(cmd.Context(), g, name, o)
 		},
 	}
-	cmd.Flags().BoolVar(&force, "force", false, "rebuild even when the image exists")
-	cmd.Flags().StringVar(&mirror, "mirror", "", "Debian mirror URL (default http://deb.debian.org/debian)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the image as JSON")
+	cmd.Flags().BoolVar(&o.force, "force", false, "rebuild even when the image exists")
+	cmd.Flags().StringVar(&o.mirror, "mirror", "", "Debian mirror URL (default: the recipe's, else http://deb.debian.org/debian)")
+	cmd.Flags().StringVar(&o.recipe, "recipe", "", "build this TOML recipe file")
+	cmd.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "print no progress, only warnings")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print the image as JSON")
 	return cmd
 }
 
@@ -130,7 +129,7 @@ func newImageRegisterCmd(g *globals) *cobra.Command {
 	var req api.ImageRegisterRequest
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "register --name NAME --rootfs FILE --kernel FILE [--initrd FILE] [--modules DIR]",
+		Use:   "register --name NAME --rootfs FILE (--kernel FILE | --kernel-ref KERNEL) [--initrd FILE] [--modules DIR]",
 		Short: "Register local artifacts (ext4 rootfs, kernel, initrd) as an image",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -158,12 +157,14 @@ func newImageRegisterCmd(g *globals) *cobra.Command {
 	fl.StringVar(&req.Name, "name", "", "image name")
 	fl.StringVar(&req.Rootfs, "rootfs", "", "ext4 root filesystem image")
 	fl.StringVar(&req.Kernel, "kernel", "", "kernel (vmlinuz or vmlinux)")
+	fl.StringVar(&req.KernelRef, "kernel-ref", "", "catalog kernel to boot, with its initrd and modules (instead of --kernel)")
 	fl.StringVar(&req.Initrd, "initrd", "", "initrd (optional)")
 	fl.StringVar(&req.Modules, "modules", "", "kernel modules directory (optional)")
 	fl.StringVar(&req.WorkSeed, "work-seed", "", "ext4 image with the initial /root (optional)")
 	fl.BoolVar(&asJSON, "json", false, "print the image as JSON")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("rootfs")
-	_ = cmd.MarkFlagRequired("kernel")
+	cmd.MarkFlagsOneRequired("kernel", "kernel-ref")
+	cmd.MarkFlagsMutuallyExclusive("kernel", "kernel-ref")
 	return cmd
 }

@@ -20,6 +20,7 @@ type pullOptions struct {
 	name       string
 	size       string
 	kernelFrom string
+	kernelRef  string
 	insecure   bool
 	quiet      bool
 	asJSON     bool
@@ -28,7 +29,7 @@ type pullOptions struct {
 func newImagePullCmd(g *globals) *cobra.Command {
 	var o pullOptions
 	cmd := &cobra.Command{
-		Use:   "pull REF [--name NAME] [--size SIZE] [--kernel-from IMAGE]",
+		Use:   "pull REF [--name NAME] [--kernel-ref KERNEL] [--size SIZE] [--kernel-from IMAGE]",
 		Short: "Import an OCI or Docker image from a registry",
 		Long: `Import an OCI or Docker image from a registry as a managed image. An index
 gives its linux/amd64 image. Registries are accessed anonymously or with the
@@ -36,11 +37,12 @@ credentials of your Docker config (~/.docker/config.json, credential helpers
 included). banger's agent and guest units are added to the image; it needs
 systemd and sshd to boot to SSH.
 
-The kernel, initrd and work disk seed come from another image (--kernel-from,
-default the default image, built first when needed) until banger has a
-kernel catalog.
+The kernel and initrd come from the kernel catalog (--kernel-ref, see
+banger kernel list) or else, with the work disk seed, from another image
+(--kernel-from, default the default image, built first when needed).
 
   banger image pull debian:bookworm
+  banger image pull debian:trixie --kernel-ref debian-bookworm-kernel
   banger image pull registry.example:5000/team/dev:1 --name team-dev --size 8G`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,7 +57,8 @@ func (o *pullOptions) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&o.name, "name", "", "image name (default: from the repository and tag, e.g. debian-bookworm)")
 	fl.StringVar(&o.size, "size", "", "root filesystem size, e.g. 4G (default: the image content plus headroom)")
-	fl.StringVar(&o.kernelFrom, "kernel-from", "", "image whose kernel, initrd and work seed to use (default: the default image); stands in for a kernel catalog")
+	fl.StringVar(&o.kernelRef, "kernel-ref", "", "catalog kernel (and its initrd) to boot (default: the kernel of --kernel-from)")
+	fl.StringVar(&o.kernelFrom, "kernel-from", "", "image whose work seed, and kernel and initrd without --kernel-ref, to use (default: the default image)")
 	fl.BoolVar(&o.insecure, "insecure", false, "allow plain HTTP to the registry (a local test registry)")
 	fl.BoolVarP(&o.quiet, "quiet", "q", false, "print no progress")
 	fl.BoolVar(&o.asJSON, "json", false, "print the image as JSON")
@@ -67,7 +70,7 @@ func (o *pullOptions) request(ref string) api.ImagePullRequest {
 	if name == "" {
 		name = defaultPullName(ref)
 	}
-	return api.ImagePullRequest{Ref: ref, Name: name, Size: o.size, Insecure: o.insecure, KernelFrom: o.kernelFrom}
+	return api.ImagePullRequest{Ref: ref, Name: name, Size: o.size, Insecure: o.insecure, KernelFrom: o.kernelFrom, KernelRef: o.kernelRef}
 }
 
 func runPull(ctx context.Context, g *globals, ref string, o pullOptions) error {

@@ -51,7 +51,7 @@ The first run builds the default Debian image, which takes a few minutes.`,
 		Version:       Version,
 	}
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "show every step of long operations")
-	root.AddCommand(newVMCmd(g), newImageCmd(g), newDaemonCmd(g), newSSHConfigCmd(g), newDoctorCmd(g))
+	root.AddCommand(newVMCmd(g), newImageCmd(g), newDaemonCmd(g), newSSHConfigCmd(g), newDoctorCmd(g), newKernelCmd(g))
 	root.CompletionOptions.HiddenDefaultCmd = true
 	return root
 }

@@ -263,6 +263,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv := rpc.NewServer(d.logger)
 	d.register(srv)
 	d.registerAgent(srv)
+	d.registerPromote(srv)
+	d.registerKernels(srv)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

@@ -39,7 +39,6 @@ func (d *Daemon) register(srv *rpc.Server) {
 		return d.images.Register(ctx, req)
 	})
 	rpc.Register(srv, api.MethodImagePull, d.pullImage)
-	rpc.Register(srv, api.MethodImagePull, d.pullImage)
 
 	rpc.Register(srv, api.MethodVMCreate, func(ctx context.Context, req model.VMCreateRequest) (model.VMRecord, error) {
 		return d.vms.Create(ctx, req, reporter(ctx, req.Name))

@@ -54,7 +54,19 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 	if req.Name == "" {
 		req.Name = model.DefaultImageName
 	}
-	if !knownRecipe(req.Name) {
+	// A recipe in the request is built under the image name req.Name;
+	// otherwise req.Name is an embedded recipe.
+	var recipe *image.Recipe
+	if req.Recipe != "" {
+		if err := model.ValidateName(req.Name); err != nil {
+			return model.Image{}, errdefs.Invalid(fmt.Errorf("image %w", err))
+		}
+		r, err := image.ParseRecipe([]byte(req.Recipe), req.RecipeDir)
+		if err != nil {
+			return model.Image{}, fmt.Errorf("build image %q: recipe: %w", req.Name, err)
+		}
+		recipe = &r
+	} else if !knownRecipe(req.Name) {
 		return model.Image{}, errdefs.Invalid(fmt.Errorf("unknown image recipe %q; known: %s", req.Name, strings.Join(image.Names(), ", ")))
 	}
 	m.buildMu.Lock()
@@ -85,6 +97,7 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 	res, err := image.Build(ctx, image.BuildOptions{
 		AgentPath:    agentPath,
 		Name:         req.Name,
+		Recipe:       recipe,
 		Mirror:       req.Mirror,
 		ArtifactDir:  dir,
 		CacheDir:     m.layout.CacheDir,
@@ -121,6 +134,7 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 		os.RemoveAll(dir)
 		return model.Image{}, err
 	}
+	img = m.catalogKernel(ctx, img)
 	m.logger.Info("image built", "image", img.Name, "size", img.BuildSize)
 	return img, nil
 }
@@ -130,6 +144,23 @@ func (m *images) Build(ctx context.Context, req api.ImageBuildRequest, report fu
 func (m *images) Register(ctx context.Context, req api.ImageRegisterRequest) (model.Image, error) {
 	if err := model.ValidateName(req.Name); err != nil {
 		return model.Image{}, errdefs.Invalid(fmt.Errorf("image %w", err))
+	}
+	var kern model.Kernel
+	if req.KernelRef != "" {
+		if req.Kernel != "" {
+			return model.Image{}, errdefs.Invalid(errors.New("--kernel and --kernel-ref exclude each other; give one"))
+		}
+		var err error
+		if kern, err = m.store.GetKernel(ctx, req.KernelRef); err != nil {
+			return model.Image{}, fmt.Errorf("--kernel-ref: %w; banger kernel list shows the catalog", err)
+		}
+		req.Kernel = kern.KernelPath
+		if req.Initrd == "" {
+			req.Initrd = kern.InitrdPath
+		}
+		if req.Modules == "" {
+			req.Modules = kern.ModulesDir
+		}
 	}
 	files := []struct {
 		flag, path string
@@ -177,6 +208,7 @@ func (m *images) Register(ctx context.Context, req api.ImageRegisterRequest) (mo
 		KernelPath:   req.Kernel,
 		InitrdPath:   req.Initrd,
 		ModulesDir:   req.Modules,
+		KernelRef:    kern.Name,
 		CreatedAt:    now,
 		UpdatedAt:    now,
 	}

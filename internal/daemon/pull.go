@@ -47,6 +47,9 @@ func ownerKeychain(home string) authn.Keychain {
 // guest units added), and the kernel, initrd and work seed come from the
 // image req.KernelFrom (default: the default image, built when missing),
 // linked or copied so that deleting that image leaves this one whole.
+// When req.KernelRef names a catalog kernel, the kernel, initrd and
+// modules come from it instead; an unknown one is refused before any
+// download. The image records the kernel it boots as its KernelRef.
 // Images without systemd or sshd are refused. On any error nothing is
 // left: no record, no directory.
 func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain authn.Keychain, report func(step, msg string)) (_ model.Image, err error) {
@@ -64,6 +67,12 @@ func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain au
 	}
 	if err := m.nameFree(ctx, req.Name); err != nil {
 		return model.Image{}, err
+	}
+	var kern model.Kernel
+	if req.KernelRef != "" {
+		if kern, err = m.store.GetKernel(ctx, req.KernelRef); err != nil {
+			return model.Image{}, fmt.Errorf("pull %s: %w; banger kernel list shows the catalog", req.Ref, err)
+		}
 	}
 	if req.KernelFrom == "" {
 		req.KernelFrom = model.DefaultImageName
@@ -122,13 +131,28 @@ func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain au
 	if err := guestSupported(res.Ref, res.Guest); err != nil {
 		return model.Image{}, err
 	}
+	if err := writeLayerList(dir, res); err != nil { // kept in the cache while the image exists
+		return model.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
+	}
 	if len(res.Guest.MissingTools) > 0 && report != nil {
 		report("warning", fmt.Sprintf("the image lacks %s, which banger's guest units run; the VM may boot without network or a grown root filesystem",
 			strings.Join(res.Guest.MissingTools, ", ")))
 	}
 
+	// The kernel, initrd and modules come from the catalog kernel when one
+	// is named, else from src; the work seed always from src.
+	boot, bootOf, bootShare := src.KernelPath, "image "+src.Name, m.owns(src)
+	initrd, modules, kernelRef := src.InitrdPath, src.ModulesDir, src.KernelRef
+	if kern.ID != "" {
+		boot, bootOf, bootShare = kern.KernelPath, "kernel "+kern.Name, kern.Managed
+		initrd, modules, kernelRef = kern.InitrdPath, kern.ModulesDir, kern.Name
+	}
 	if report != nil {
-		report("kernel", fmt.Sprintf("kernel, initrd and work seed from image %s", src.Name))
+		msg := fmt.Sprintf("kernel, initrd and work seed from image %s", src.Name)
+		if kern.ID != "" {
+			msg = fmt.Sprintf("kernel and initrd from kernel %s, work seed from image %s", kern.Name, src.Name)
+		}
+		report("kernel", msg)
 	}
 	img := model.Image{
 		ID:                            id,
@@ -138,23 +162,25 @@ func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain au
 		RootfsPath:                    res.RootfsPath,
 		BuildSize:                     model.FormatSizeBytes(res.RootfsSize),
 		SeededSSHPublicKeyFingerprint: src.SeededSSHPublicKeyFingerprint,
+		KernelRef:                     kernelRef,
 	}
-	shareable := m.owns(src)
 	for _, a := range []struct {
-		from string
-		to   *string
+		from  string
+		to    *string
+		of    string
+		share bool
 	}{
-		{src.KernelPath, &img.KernelPath},
-		{src.InitrdPath, &img.InitrdPath},
-		{src.WorkSeedPath, &img.WorkSeedPath},
-		{src.ModulesDir, &img.ModulesDir},
+		{boot, &img.KernelPath, bootOf, bootShare},
+		{initrd, &img.InitrdPath, bootOf, bootShare},
+		{src.WorkSeedPath, &img.WorkSeedPath, "image " + src.Name, m.owns(src)},
+		{modules, &img.ModulesDir, bootOf, bootShare},
 	} {
 		if a.from == "" {
 			continue
 		}
 		dst := filepath.Join(dir, filepath.Base(a.from))
-		if err := linkOrCopy(ctx, a.from, dst, shareable); err != nil {
-			return model.Image{}, fmt.Errorf("pull %s: artifacts of image %s: %w", req.Ref, src.Name, err)
+		if err := linkOrCopy(ctx, a.from, dst, a.share); err != nil {
+			return model.Image{}, fmt.Errorf("pull %s: artifacts of %s: %w", req.Ref, a.of, err)
 		}
 		*a.to = dst
 	}
@@ -166,7 +192,7 @@ func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain au
 	if err := m.store.CreateImage(ctx, img); err != nil {
 		return model.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
-	m.logger.Info("image pulled", "image", img.Name, "ref", res.Ref, "digest", res.Digest, "size", img.BuildSize, "kernel_from", src.Name)
+	m.logger.Info("image pulled", "image", img.Name, "ref", res.Ref, "digest", res.Digest, "size", img.BuildSize, "kernel_from", src.Name, "kernel", img.KernelRef)
 	return img, nil
 }
 

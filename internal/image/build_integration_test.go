@@ -102,8 +102,11 @@ func TestBuildDebianBookworm(t *testing.T) {
 	// "offline" shows up when the mirror is unreachable and the build
 	// ran from the package cache.
 	steps = slices.DeleteFunc(steps, func(s string) bool { return s == "offline" })
-	if want := []string{"bootstrap", "configure", "kernel", "rootfs", "work-seed"}; !slices.Equal(steps, want) {
+	if want := []string{"bootstrap", "configure", "kernel", "rootfs", "work-seed", "listing"}; !slices.Equal(steps, want) {
 		t.Errorf("got steps %q, want %q", steps, want)
+	}
+	if !strings.HasPrefix(res.ListingSHA256, "sha256:") || len(res.ListingSHA256) != len("sha256:")+64 {
+		t.Errorf("got ListingSHA256 %q, want sha256:<64 hex>", res.ListingSHA256)
 	}
 	for _, p := range []string{res.RootfsPath, res.WorkSeedPath, res.KernelPath, res.InitrdPath} {
 		if st, err := os.Stat(p); err != nil || st.Size() == 0 || filepath.Dir(p) != art {

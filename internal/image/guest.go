@@ -69,19 +69,25 @@ func writeOverlay(dir string, early bool) error {
 		if err != nil {
 			return fmt.Errorf("read embedded %s: %w", f.Src, err)
 		}
-		dst := filepath.Join(dir, filepath.FromSlash(f.Dst))
-		if err := mkdirAll0755(dir, filepath.Dir(dst)); err != nil {
-			return err
-		}
-		if err := os.WriteFile(dst, data, f.Mode); err != nil {
-			return err
-		}
-		// WriteFile's mode goes through the umask.
-		if err := os.Chmod(dst, f.Mode); err != nil {
+		if err := writeOverlayFile(dir, f.Dst, data, f.Mode); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeOverlayFile writes data to the image path dst under the overlay
+// dir, with mode and 0755 parent directories.
+func writeOverlayFile(dir, dst string, data []byte, mode os.FileMode) error {
+	p := filepath.Join(dir, filepath.FromSlash(dst))
+	if err := mkdirAll0755(dir, filepath.Dir(p)); err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		return err
+	}
+	// WriteFile's mode goes through the umask.
+	return os.Chmod(p, mode)
 }
 
 // mkdirAll0755 creates dir and its parents below root, each 0755

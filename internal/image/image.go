@@ -1,10 +1,13 @@
 // Package image builds banger's managed guest images from distribution
-// packages. Today that is the default image, debian-bookworm: a minimal
-// Debian made with mmdebstrap, with systemd, openssh-server, a developer
-// toolset, the Debian kernel and its initrd, and banger's guest units
-// (network from the kernel command line, per-VM SSH host keys, root
-// filesystem growth, the work disk at /root). The files banger adds are
-// embedded from guest/.
+// packages, following a recipe (a TOML file: Debian suite, packages,
+// files, commands; see ParseRecipe). The default image, debian-bookworm,
+// comes from the embedded recipes/debian-bookworm.toml: a minimal Debian
+// made with mmdebstrap, with systemd, openssh-server, a developer
+// toolset, the Debian kernel and its initrd. Every image gets banger's
+// guest units (network from the kernel command line, per-VM SSH host
+// keys, root filesystem growth, the work disk at /root), embedded from
+// guest/. Builds are reproducible: the same recipe and package versions
+// give the same content (Listing).
 //
 // A build produces, in its artifact directory, rootfs.ext4 (label
 // banger-root), work-seed.ext4 (label banger-work: the image's /root with
@@ -40,9 +43,16 @@ const RootLabel = "banger-root"
 
 // BuildOptions says what to build and where.
 type BuildOptions struct {
-	Name        string // recipe, see Names
-	Suite       string // Debian suite; "" for the recipe's (bookworm)
-	Mirror      string // Debian mirror; "" for DefaultMirror
+	// Name is the embedded recipe to build (see Names), or with Recipe
+	// the name of the build (its log and scratch directory).
+	Name string
+	// Recipe, if set, is built instead of the embedded recipe Name (see
+	// ParseRecipe).
+	Recipe *Recipe
+	Suite  string // Debian suite; "" for the recipe's
+	// Mirror is the Debian mirror; "" for the recipe's, else
+	// DefaultMirror.
+	Mirror      string
 	ArtifactDir string // receives the artifacts; created if missing
 	CacheDir    string // scratch space and the build log
 	// PackageCache keeps downloaded .deb files between builds; ""
@@ -54,7 +64,7 @@ type BuildOptions struct {
 	// /usr/local/bin/banger-agent (FindAgent finds the installed one).
 	AgentPath string
 	// Progress, if set, hears each step as it starts: "bootstrap",
-	// "configure", "kernel", "rootfs", "work-seed".
+	// "configure", "kernel", "rootfs", "work-seed", "listing".
 	Progress func(step string, detail string)
 }
 
@@ -73,14 +83,19 @@ type Result struct {
 	// AgentDigest): an image whose digest differs from the current
 	// agent's needs a rebuild to get it.
 	AgentDigest string
+	// ListingSHA256 is "sha256:<hex>" of rootfs.ext4's Listing: two
+	// builds with the same value have the same content.
+	ListingSHA256 string
 }
 
-// Build builds the image opts.Name into opts.ArtifactDir. It needs root
-// (mmdebstrap's root mode is what gives the image's files their real
-// owners) and the Debian mirror, and takes a few minutes. On failure or
-// when ctx ends, it leaves no partial artifacts and no scratch files.
+// Build builds opts.Recipe, or the embedded recipe opts.Name, into
+// opts.ArtifactDir. It needs root (mmdebstrap's root mode is what gives
+// the image's files their real owners) and the Debian mirror or a filled
+// package cache, and takes a few minutes. The recipe's
+// SourceDateEpoch is the build's SOURCE_DATE_EPOCH. On failure or when
+// ctx ends, it leaves no partial artifacts and no scratch files.
 func Build(ctx context.Context, opts BuildOptions) (res Result, err error) {
-	r, err := lookupRecipe(opts.Name)
+	r, err := opts.recipe()
 	if err != nil {
 		return Result{}, fmt.Errorf("build image: %w", err)
 	}
@@ -125,6 +140,7 @@ func Build(ctx context.Context, opts BuildOptions) (res Result, err error) {
 		{"kernel", "vmlinuz and initrd.img", b.kernel},
 		{"rootfs", RootfsFile, b.rootfs},
 		{"work-seed", WorkSeedFile, b.workSeed},
+		{"listing", "content listing of " + RootfsFile, b.listing},
 	} {
 		if err := ctx.Err(); err != nil {
 			return Result{}, fmt.Errorf("build image %q: %w", opts.Name, err)
@@ -144,13 +160,32 @@ func Build(ctx context.Context, opts BuildOptions) (res Result, err error) {
 		BuildSize:                     model.FormatSizeBytes(b.rootfsBytes),
 		SeededSSHPublicKeyFingerprint: fingerprint,
 		AgentDigest:                   b.agentDigest,
+		ListingSHA256:                 b.listingSHA256,
 	}, nil
 }
 
+// recipe returns the recipe to build: opts.Recipe, validated, or the
+// embedded one called opts.Name.
+func (o *BuildOptions) recipe() (Recipe, error) {
+	if o.Recipe == nil {
+		return lookupRecipe(o.Name)
+	}
+	if err := model.ValidateName(o.Name); err != nil {
+		return Recipe{}, errdefs.Invalid(fmt.Errorf("image %w", err))
+	}
+	if err := o.Recipe.validate(); err != nil {
+		return Recipe{}, errdefs.Invalid(fmt.Errorf("recipe %s: %w", o.Recipe.Name, err))
+	}
+	return o.Recipe.clone(), nil
+}
+
 // complete fills defaults from the recipe and validates opts.
-func (o *BuildOptions) complete(r recipe) error {
+func (o *BuildOptions) complete(r Recipe) error {
 	if o.Suite == "" {
 		o.Suite = r.Suite
+	}
+	if o.Mirror == "" {
+		o.Mirror = r.Mirror
 	}
 	if o.Mirror == "" {
 		o.Mirror = DefaultMirror
@@ -179,13 +214,14 @@ func (o *BuildOptions) complete(r recipe) error {
 // build is the state of one Build call.
 type build struct {
 	opts   BuildOptions
-	recipe recipe
+	recipe Recipe
 
 	stage          string   // scratch dir under CacheDir
 	createdArtDir  bool     // ArtifactDir did not exist before
 	createdOutputs []string // artifacts written so far
 	rootfsBytes    int64
 	agentDigest    string // of the banger-agent copied into the image
+	listingSHA256  string
 }
 
 func (b *build) artifact(name string) string { return filepath.Join(b.opts.ArtifactDir, name) }
@@ -246,6 +282,8 @@ func (b *build) bootstrap(ctx context.Context) error {
 		InitrdOut: b.initrdList(),
 		LogFile:   b.logPath(),
 		TmpDir:    filepath.Join(b.stage, "tmp"),
+
+		SourceDateEpoch: b.recipe.SourceDateEpoch,
 	}
 	for _, d := range []string{plan.DebCache, plan.TmpDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -254,6 +292,16 @@ func (b *build) bootstrap(ctx context.Context) error {
 	}
 	if err := writeOverlay(plan.Early, true); err != nil {
 		return fmt.Errorf("write guest files: %w", err)
+	}
+	if err := writeOverlayFile(plan.Early, recipeModulesPath, []byte(recipeModulesFile(b.recipe.InitrdModules)), 0o644); err != nil {
+		return fmt.Errorf("write guest files: %w", err)
+	}
+	if len(b.recipe.Files) > 0 || len(b.recipe.Commands) > 0 {
+		hook, err := writeRecipeHook(b.stage, b.recipe)
+		if err != nil {
+			return fmt.Errorf("write recipe files: %w", err)
+		}
+		plan.RecipeHook = hook
 	}
 	if err := writeOverlay(plan.Late, false); err != nil {
 		return fmt.Errorf("write guest files: %w", err)
@@ -398,6 +446,16 @@ func (b *build) workSeed(ctx context.Context) error {
 	dst := b.artifact(WorkSeedFile)
 	b.createdOutputs = append(b.createdOutputs, dst)
 	return storage.MakeExt4FromDir(ctx, b.workTree(), dst, workSeedSize, storage.WorkLabel)
+}
+
+// listing lists rootfs.ext4's content (Listing) for Result.ListingSHA256.
+func (b *build) listing(ctx context.Context) error {
+	l, err := listing(ctx, b.artifact(RootfsFile), b.stage)
+	if err != nil {
+		return err
+	}
+	b.listingSHA256 = ListingDigest(l)
+	return nil
 }
 
 // removeStage removes the scratch directory.

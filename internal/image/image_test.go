@@ -86,6 +86,12 @@ func TestBuildRejectsBadOptions(t *testing.T) {
 		{"no agent", func(o *BuildOptions) { o.AgentPath = "" }, []string{"no banger-agent binary given", "/usr/local/lib/banger"}},
 		{"missing agent", func(o *BuildOptions) { o.AgentPath = "/nonexistent/banger-agent" }, []string{"banger-agent expected at /nonexistent/banger-agent"}},
 		{"dynamic agent", func(o *BuildOptions) { o.AgentPath = writeTestAgent(t, t.TempDir(), true) }, []string{"dynamically linked", "CGO_ENABLED=0"}},
+		{"recipe with a bad image name", func(o *BuildOptions) { r := DefaultRecipe(); o.Recipe = &r; o.Name = "../x" }, []string{`image invalid name "../x"`}},
+		{"invalid recipe", func(o *BuildOptions) {
+			r := DefaultRecipe()
+			r.Packages = append(r.Packages, "Bad_Name")
+			o.Recipe, o.Name = &r, "mine"
+		}, []string{`recipe debian-bookworm: packages[23] "Bad_Name": not a Debian package name`}},
 		{"agent not elf", func(o *BuildOptions) {
 			o.AgentPath = filepath.Join(dir, "script")
 			os.WriteFile(o.AgentPath, []byte("#!/bin/sh\n"), 0o755)

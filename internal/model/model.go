@@ -121,6 +121,7 @@ type Image struct {
 	KernelPath                    string    `json:"kernel_path"`
 	InitrdPath                    string    `json:"initrd_path,omitempty"`
 	ModulesDir                    string    `json:"modules_dir,omitempty"`
+	KernelRef                     string    `json:"kernel_ref,omitempty"` // name of the catalog kernel the image boots
 	BuildSize                     string    `json:"build_size,omitempty"`
 	SeededSSHPublicKeyFingerprint string    `json:"seeded_ssh_public_key_fingerprint,omitempty"`
 	CreatedAt                     time.Time `json:"created_at"`

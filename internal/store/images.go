@@ -19,7 +19,8 @@ type querier interface {
 
 const imageColumns = `images.id, images.name, images.managed, images.artifact_dir, images.rootfs_path,
 	images.work_seed_path, images.kernel_path, images.initrd_path, images.modules_dir, images.build_size,
-	images.seeded_ssh_public_key_fingerprint, images.created_at, images.updated_at`
+	images.seeded_ssh_public_key_fingerprint, images.created_at, images.updated_at,
+	coalesce(images.kernel_ref, '')`
 
 // CreateImage stores a new image. A zero CreatedAt becomes now and a zero
 // UpdatedAt becomes CreatedAt. A taken name or id is ErrAlreadyExists.
@@ -39,10 +40,13 @@ func (s *Store) CreateImage(ctx context.Context, img model.Image) error {
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO images (id, name, managed, artifact_dir, rootfs_path,
 			work_seed_path, kernel_path, initrd_path, modules_dir, build_size,
-			seeded_ssh_public_key_fingerprint, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, imageArgs(img)...)
+			seeded_ssh_public_key_fingerprint, created_at, updated_at, kernel_ref)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, imageArgs(img)...)
 		if isUniqueViolation(err) {
 			return fmt.Errorf("image id %q %w", img.ID, errdefs.ErrAlreadyExists)
+		}
+		if isForeignKeyViolation(err) {
+			return kernelNotFound(img.KernelRef)
 		}
 		return err
 	})
@@ -88,8 +92,11 @@ func (s *Store) UpdateImage(ctx context.Context, img model.Image) error {
 		args := append(imageArgs(img)[1:], img.ID)
 		res, err := tx.ExecContext(ctx, `UPDATE images SET name = ?, managed = ?, artifact_dir = ?,
 			rootfs_path = ?, work_seed_path = ?, kernel_path = ?, initrd_path = ?, modules_dir = ?,
-			build_size = ?, seeded_ssh_public_key_fingerprint = ?, created_at = ?, updated_at = ?
-			WHERE id = ?`, args...)
+			build_size = ?, seeded_ssh_public_key_fingerprint = ?, created_at = ?, updated_at = ?,
+			kernel_ref = ? WHERE id = ?`, args...)
+		if isForeignKeyViolation(err) {
+			return kernelNotFound(img.KernelRef)
+		}
 		if err != nil {
 			return err
 		}
@@ -164,7 +171,8 @@ func imageNameFree(ctx context.Context, q querier, name, exceptID string) error 
 func imageArgs(img model.Image) []any {
 	return []any{img.ID, img.Name, img.Managed, img.ArtifactDir, img.RootfsPath,
 		img.WorkSeedPath, img.KernelPath, img.InitrdPath, img.ModulesDir, img.BuildSize,
-		img.SeededSSHPublicKeyFingerprint, formatTime(img.CreatedAt), formatTime(img.UpdatedAt)}
+		img.SeededSSHPublicKeyFingerprint, formatTime(img.CreatedAt), formatTime(img.UpdatedAt),
+		nullIfEmpty(img.KernelRef)}
 }
 
 func queryImages(ctx context.Context, q querier, query string, args ...any) ([]model.Image, error) {
@@ -179,7 +187,7 @@ func queryImages(ctx context.Context, q querier, query string, args ...any) ([]m
 		var created, updated string
 		if err := rows.Scan(&img.ID, &img.Name, &img.Managed, &img.ArtifactDir, &img.RootfsPath,
 			&img.WorkSeedPath, &img.KernelPath, &img.InitrdPath, &img.ModulesDir, &img.BuildSize,
-			&img.SeededSSHPublicKeyFingerprint, &created, &updated); err != nil {
+			&img.SeededSSHPublicKeyFingerprint, &created, &updated, &img.KernelRef); err != nil {
 			return nil, err
 		}
 		if img.CreatedAt, err = parseTime(created); err != nil {

@@ -71,17 +71,17 @@ func TestCrashAtEveryStep(t *testing.T) {
 
 	// One VM goes through start and stop crashes; its work disk keeps a
 	// file written on its first boot.
-	e.ok("vm", "run", "-d", "--name", "keeper")
+	e.ok("vm", "run", "-d", "--name", "keeper", "--nat")
 	e.ok("vm", "exec", "keeper", "--", "sh", "-c", "echo kept > /root/kept.txt && sync")
 	e.ok("vm", "stop", "keeper")
 
 	t.Run("start", func(t *testing.T) {
-		for _, step := range []string{"bridge", "tap", "vmm-launched", "vmm", "ssh"} {
+		for _, step := range []string{"bridge", "tap", "nat", "vmm-launched", "vmm", "ssh"} {
 			t.Run(step, func(t *testing.T) {
 				crash(t, step, "vm", "start", "keeper")
 				rec := e.vm("keeper")
 				switch step {
-				case "bridge", "tap", "vmm-launched":
+				case "bridge", "tap", "nat", "vmm-launched":
 					// No vmm was recorded: one that was launched is found
 					// through its pid file and killed.
 					if rec.State == model.VMStateRunning {
@@ -169,5 +169,13 @@ func (e *env) assertConsistent(t *testing.T, context string) {
 	slices.Sort(dirs)
 	if !slices.Equal(got, dirs) {
 		t.Errorf("%s: vm directories %v, want %v (one per record)", context, got, dirs)
+	}
+	// NAT rules exactly for the running NAT VMs.
+	rules := e.nftRuleset()
+	for _, v := range vms {
+		has := strings.Contains(rules, v.Runtime.GuestIP+" masquerade")
+		if want := v.State == model.VMStateRunning && v.Spec.NATEnabled; has != want {
+			t.Errorf("%s: vm %s (%s, nat %v): masquerade rule present %v, want %v", context, v.Name, v.State, v.Spec.NATEnabled, has, want)
+		}
 	}
 }
