@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"banger/internal/errdefs"
+	"banger/internal/network"
 )
 
 // guestPortPattern matches the bridge ports of banger's guests: every TAP
@@ -40,7 +41,7 @@ func TableName(bridge string) string { return "banger_" + bridge }
 // validate checks the configuration; the error is errdefs.ErrInvalid.
 func (c Config) validate() error {
 	var errs []error
-	if err := validIfName(c.Bridge); err != nil {
+	if err := network.ValidIfName(c.Bridge); err != nil {
 		errs = append(errs, fmt.Errorf("bridge %q: %w", c.Bridge, err))
 	}
 	if !c.Subnet.IsValid() || !c.Subnet.Addr().Is4() || c.Subnet.Bits() > 30 {
@@ -72,10 +73,10 @@ func (e Entry) validate(c Config) error {
 		errs = append(errs, fmt.Errorf("ip %s: not an IPv4 address", e.IP))
 	case !c.Subnet.Masked().Contains(e.IP):
 		errs = append(errs, fmt.Errorf("ip %s: not in the bridge subnet %s", e.IP, c.Subnet.Masked()))
-	case e.IP == c.Subnet.Masked().Addr() || e.IP == broadcast(c.Subnet):
+	case e.IP == c.Subnet.Masked().Addr() || e.IP == network.Broadcast(c.Subnet):
 		errs = append(errs, fmt.Errorf("ip %s: is the network or broadcast address of %s", e.IP, c.Subnet.Masked()))
 	}
-	if err := validIfName(e.Tap); err != nil {
+	if err := network.ValidIfName(e.Tap); err != nil {
 		errs = append(errs, fmt.Errorf("tap %q: %w", e.Tap, err))
 	} else if e.Tap == c.Bridge {
 		errs = append(errs, fmt.Errorf("tap %q: is the bridge", e.Tap))
@@ -309,33 +310,4 @@ func tableNames(data []byte) ([][2]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// validIfName accepts what banger accepts as an interface name: 1 to 15
-// letters, digits, '-', '_' or '.', which nft takes inside quotes as is.
-func validIfName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("interface name is empty")
-	case len(name) > 15:
-		return errors.New("interface name is longer than 15 bytes")
-	case name == "." || name == "..":
-		return errors.New("interface name cannot be . or ..")
-	}
-	for _, r := range name {
-		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-			r == '-' || r == '_' || r == '.'
-		if !ok {
-			return fmt.Errorf("interface name has invalid character %q (allowed: letters, digits, - _ .)", r)
-		}
-	}
-	return nil
-}
-
-// broadcast returns the last address of the IPv4 prefix p.
-func broadcast(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As4()
-	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-	v |= uint32(1)<<(32-p.Bits()) - 1
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

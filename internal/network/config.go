@@ -41,7 +41,7 @@ type Config struct {
 // Validate reports every bad field at once. The error is errdefs.ErrInvalid.
 func (c Config) Validate() error {
 	var errs []error
-	if err := validIfName(c.BridgeName); err != nil {
+	if err := ValidIfName(c.BridgeName); err != nil {
 		errs = append(errs, fmt.Errorf("bridge_name %q: %w", c.BridgeName, err))
 	}
 	if _, err := parseIPv4(c.BridgeIP); err != nil {
@@ -94,7 +94,7 @@ func bridgePrefix(bridgeIP, cidr string) (netip.Prefix, error) {
 		return netip.Prefix{}, errdefs.Invalid(fmt.Errorf("cidr %q: %w", cidr, err))
 	}
 	p := netip.PrefixFrom(ip, bits)
-	if ip == p.Masked().Addr() || ip == broadcast(p) {
+	if ip == p.Masked().Addr() || ip == Broadcast(p) {
 		return netip.Prefix{}, errdefs.Invalid(fmt.Errorf("bridge_ip %q: is the network or broadcast address of %s", bridgeIP, p.Masked()))
 	}
 	return p, nil
@@ -126,10 +126,10 @@ func parsePrefixLen(s string) (int, error) {
 	return n, nil
 }
 
-// validIfName accepts what Linux accepts as an interface name, narrowed
+// ValidIfName accepts what Linux accepts as an interface name, narrowed
 // to letters, digits, '-', '_' and '.' so names are safe in logs and
 // shell commands.
-func validIfName(name string) error {
+func ValidIfName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("interface name is empty")
@@ -148,8 +148,8 @@ func validIfName(name string) error {
 	return nil
 }
 
-// broadcast returns the last address of p.
-func broadcast(p netip.Prefix) netip.Addr {
+// Broadcast returns the last address of the IPv4 prefix p.
+func Broadcast(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()
 	host := uint32(1)<<(32-p.Bits()) - 1
 	v := be32(a) | host

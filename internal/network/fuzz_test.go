@@ -32,7 +32,7 @@ func FuzzAllocateIP(f *testing.F) {
 		switch {
 		case !subnet.Contains(ip):
 			t.Errorf("got %s, want an address in %s", ip, subnet)
-		case ip == subnet.Addr() || ip == broadcast(subnet):
+		case ip == subnet.Addr() || ip == Broadcast(subnet):
 			t.Errorf("got %s, the network or broadcast address of %s", ip, subnet)
 		case ip == p.Addr():
 			t.Errorf("got %s, the bridge address", ip)

@@ -59,7 +59,7 @@ func AllocateIP(bridgeIP, cidr string, used []string) (string, error) {
 	}
 	// Every candidate is either taken or free, so this loop runs at most
 	// len(taken)+1 times before it returns.
-	last := broadcast(subnet)
+	last := Broadcast(subnet)
 	for ip := subnet.Addr().Next(); ip.IsValid() && ip.Less(last); ip = ip.Next() {
 		if _, ok := taken[ip]; !ok {
 			return ip.String(), nil

@@ -33,7 +33,7 @@ func TestTapName(t *testing.T) {
 			if !strings.HasPrefix(got, TapPrefix) {
 				t.Errorf("TapName(%q) = %q lacks prefix %q", tt.id, got, TapPrefix)
 			}
-			if err := validIfName(got); err != nil {
+			if err := ValidIfName(got); err != nil {
 				t.Errorf("TapName(%q) = %q is not a valid interface name: %v", tt.id, got, err)
 			}
 		})
@@ -136,7 +136,7 @@ func TestAllocateIP(t *testing.T) {
 // hostsOf lists every address of p except network and broadcast.
 func hostsOf(p string) []string {
 	pfx := netip.MustParsePrefix(p)
-	last := broadcast(pfx)
+	last := Broadcast(pfx)
 	var out []string
 	for ip := pfx.Addr().Next(); ip.Less(last); ip = ip.Next() {
 		out = append(out, ip.String())

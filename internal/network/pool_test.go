@@ -44,7 +44,7 @@ func TestNewPoolTapName(t *testing.T) {
 		if len(name) != maxIfNameLen {
 			t.Errorf("got %q of %d bytes, want %d", name, len(name), maxIfNameLen)
 		}
-		if err := validIfName(name); err != nil {
+		if err := ValidIfName(name); err != nil {
 			t.Errorf("got %q, not a valid interface name: %v", name, err)
 		}
 		if !IsPoolTap(name) {

@@ -32,7 +32,7 @@ func (m *Manager) CreateTap(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("create tap %q: %w", name, err)
 	}
-	if err := validIfName(name); err != nil {
+	if err := ValidIfName(name); err != nil {
 		return errdefs.Invalid(fmt.Errorf("create tap %q: %w", name, err))
 	}
 	// The TAP is made by an ioctl in the thread's namespace; keep the
@@ -142,7 +142,7 @@ func (m *Manager) DeleteTap(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete tap %q: %w", name, err)
 	}
-	if err := validIfName(name); err != nil {
+	if err := ValidIfName(name); err != nil {
 		return errdefs.Invalid(fmt.Errorf("delete tap %q: %w", name, err))
 	}
 	link, err := m.nl.LinkByName(name)
