@@ -13,10 +13,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"banger/internal/api"
+	"banger/internal/image"
 	"banger/internal/model"
 	"banger/internal/oci"
 )
@@ -410,33 +410,11 @@ func isOctalDigits(s string) bool {
 	return true
 }
 
-// diskUsage is what path occupies on disk: its blocks, and for a
-// directory those of everything under it (hard-linked files once).
+// diskUsage is what path occupies on disk (image.TreeBytes: blocks,
+// hard links once); what cannot be read counts as nothing.
 func diskUsage(path string) int64 {
-	var total int64
-	seen := map[[2]uint64]bool{}
-	filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			total += info.Size()
-			return nil
-		}
-		key := [2]uint64{uint64(st.Dev), st.Ino}
-		if seen[key] {
-			return nil
-		}
-		seen[key] = true
-		total += st.Blocks * 512
-		return nil
-	})
-	return total
+	n, _ := image.TreeBytes(path)
+	return n
 }
 
 // readDir lists dir, sorted; nothing when it cannot be read.
