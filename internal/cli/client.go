@@ -32,10 +32,22 @@ func (g *globals) connect(ctx context.Context) (*rpc.Client, error) {
 	}
 	c := &rpc.Client{Socket: layout.Socket(), OnNotify: g.onNotify}
 	var st api.DaemonStatus
-	if err := c.Call(ctx, api.MethodDaemonStatus, nil, &st); err == nil {
-		return c, nil
-	} else if !errors.Is(err, rpc.ErrNoDaemon) {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		err := c.Call(ctx, api.MethodDaemonStatus, nil, &st)
+		if err == nil {
+			return c, nil
+		}
+		// A daemon that is dying (killed, its last threads still
+		// exiting) can take a connection in its backlog and then reset
+		// it: ask again, then treat it as gone.
+		if errors.Is(err, syscall.ECONNRESET) && attempt < 5 {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if !errors.Is(err, rpc.ErrNoDaemon) && !errors.Is(err, syscall.ECONNRESET) {
+			return nil, err
+		}
+		break
 	}
 	if err := startDaemon(ctx, layout, g.stderr); err != nil {
 		return nil, err
