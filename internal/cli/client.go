@@ -183,5 +183,3 @@ func (g *globals) onNotify(method string, params json.RawMessage) {
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -9,6 +9,7 @@ import (
 
 	"banger/internal/config"
 	"banger/internal/doctor"
+	"banger/internal/errdefs"
 	"banger/internal/paths"
 )
 
@@ -35,7 +36,7 @@ fails. It does not start bangerd.`,
 				// Check the rest with the defaults.
 				cfg = config.Default(layout)
 				checks = append(checks, doctor.Check{Name: "config", Status: doctor.Fail,
-					Detail: oneLine(err.Error()), Fix: "fix " + layout.ConfigFile()})
+					Detail: errdefs.OneLine(err.Error()), Fix: "fix " + layout.ConfigFile()})
 			}
 			checks = append(checks, doctor.Run(cmd.Context(), doctor.Options{Layout: layout, Config: cfg})...)
 			if asJSON {

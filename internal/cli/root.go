@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"banger/internal/errdefs"
 	"banger/internal/rpc"
 )
 
@@ -76,7 +77,7 @@ func Main(ctx context.Context, args []string) int {
 func errorLine(err error) string {
 	var rpcErr *rpc.Error
 	if errors.As(err, &rpcErr) && rpcErr.OpID() != "" {
-		return fmt.Sprintf("%s [%s]", oneLine(err.Error()), rpcErr.OpID())
+		return fmt.Sprintf("%s [%s]", errdefs.OneLine(err.Error()), rpcErr.OpID())
 	}
-	return oneLine(err.Error())
+	return errdefs.OneLine(err.Error())
 }

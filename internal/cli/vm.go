@@ -166,7 +166,7 @@ func (g *globals) lifecycle(ctx context.Context, method string, refs api.Refs, v
 	for _, r := range res.Results {
 		if r.Error != "" {
 			failed++
-			fmt.Fprintf(g.stderr, "banger: %s: %s\n", r.Ref, oneLine(r.Error))
+			fmt.Fprintf(g.stderr, "banger: %s: %s\n", r.Ref, errdefs.OneLine(r.Error))
 			continue
 		}
 		if !asJSON && r.VM != nil {

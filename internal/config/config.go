@@ -136,7 +136,7 @@ func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
 	var f file
 	md, err := toml.Decode(text, &f)
 	if err != nil {
-		return cfg, errdefs.Invalid(fmt.Errorf("parse: %s", oneLine(err.Error())))
+		return cfg, errdefs.Invalid(fmt.Errorf("parse: %s", errdefs.OneLine(err.Error())))
 	}
 	var errs []error
 	if undecoded := md.Undecoded(); len(undecoded) > 0 {
@@ -214,7 +214,7 @@ func Parse(layout paths.Layout, text string) (model.DaemonConfig, error) {
 	}
 	errs = append(errs, Validate(cfg)...)
 	if len(errs) > 0 {
-		return cfg, errdefs.Invalid(joinLines(errs))
+		return cfg, errdefs.Invalid(errdefs.JoinLines(errs))
 	}
 	return cfg, nil
 }
@@ -425,20 +425,4 @@ func validIfName(name string) bool {
 		}
 	}
 	return true
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// joinLines joins errors into one single-line error: "2 problems: a; b".
-func joinLines(errs []error) error {
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return fmt.Errorf("%d problems: %s", len(errs), strings.Join(msgs, "; "))
 }

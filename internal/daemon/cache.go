@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"banger/internal/api"
+	"banger/internal/errdefs"
 	"banger/internal/image"
 	"banger/internal/model"
 	"banger/internal/oci"
@@ -302,7 +303,7 @@ func prune(items []pruneItem, dryRun bool) api.CachePruneResult {
 				}
 			}
 			if err := errors.Join(errs...); err != nil {
-				e.Error = oneLineErr(err)
+				e.Error = errdefs.OneLine(err.Error())
 			}
 		}
 		if e.Error == "" {
@@ -441,5 +442,3 @@ func isSHA256Hex(s string) bool {
 		return !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f')
 	})
 }
-
-func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }

@@ -106,7 +106,7 @@ func ParseRecipe(data []byte, baseDir string) (Recipe, error) {
 	var f recipeFile
 	md, err := toml.Decode(string(data), &f)
 	if err != nil {
-		return Recipe{}, errdefs.Invalid(errors.New(oneLine(err.Error())))
+		return Recipe{}, errdefs.Invalid(errors.New(errdefs.OneLine(err.Error())))
 	}
 	var errs []error
 	undecoded := md.Undecoded()
@@ -142,7 +142,7 @@ func ParseRecipe(data []byte, baseDir string) (Recipe, error) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
-		return Recipe{}, errdefs.Invalid(joinLines(errs))
+		return Recipe{}, errdefs.Invalid(errdefs.JoinLines(errs))
 	}
 	return r, nil
 }
@@ -301,7 +301,7 @@ func (r Recipe) validate() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return joinLines(errs)
+	return errdefs.JoinLines(errs)
 }
 
 func validateRecipeFile(f RecipeFile, protected map[string]bool) error {
@@ -447,20 +447,4 @@ func validateMirror(m string) error {
 		return errdefs.Invalid(fmt.Errorf("invalid mirror %q: want an http(s) URL such as %s", m, DefaultMirror))
 	}
 	return nil
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
-
-// joinLines joins errors into one single-line error: "2 problems: a; b".
-func joinLines(errs []error) error {
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return fmt.Errorf("%d problems: %s", len(errs), strings.Join(msgs, "; "))
 }

@@ -101,7 +101,7 @@ var mke2fsVersionRE = regexp.MustCompile(`mke2fs (\d+)\.(\d+)`)
 func parseMke2fsVersion(s string) ([2]int, error) {
 	m := mke2fsVersionRE.FindStringSubmatch(s)
 	if m == nil {
-		return [2]int{}, fmt.Errorf("cannot read the mkfs.ext4 version from %q", oneLine(s))
+		return [2]int{}, fmt.Errorf("cannot read the mkfs.ext4 version from %q", errdefs.OneLine(s))
 	}
 	major, _ := strconv.Atoi(m[1])
 	minor, _ := strconv.Atoi(m[2])

@@ -207,7 +207,7 @@ func parseRef(s string, insecure bool) (name.Reference, error) {
 	}
 	ref, err := name.ParseReference(s, nopts...)
 	if err != nil {
-		return nil, errdefs.Invalid(fmt.Errorf("pull %q: invalid image reference: %s", s, oneLine(err.Error())))
+		return nil, errdefs.Invalid(fmt.Errorf("pull %q: invalid image reference: %s", s, errdefs.OneLine(err.Error())))
 	}
 	return ref, nil
 }
@@ -231,24 +231,24 @@ func registryError(ref name.Reference, err error) error {
 	var opErr *net.OpError
 	var dnsErr *net.DNSError
 	if errors.As(err, &opErr) {
-		return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("pull %s: registry %s is unreachable: %s", ref, reg, oneLine(opErr.Error())))
+		return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("pull %s: registry %s is unreachable: %s", ref, reg, errdefs.OneLine(opErr.Error())))
 	}
 	if errors.As(err, &dnsErr) {
-		return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("pull %s: registry %s is unreachable: %s", ref, reg, oneLine(dnsErr.Error())))
+		return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("pull %s: registry %s is unreachable: %s", ref, reg, errdefs.OneLine(dnsErr.Error())))
 	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {
 		case 404:
-			return errdefs.NotFound(fmt.Errorf("pull %s: not found in registry %s: %s", ref, reg, oneLine(terr.Error())))
+			return errdefs.NotFound(fmt.Errorf("pull %s: not found in registry %s: %s", ref, reg, errdefs.OneLine(terr.Error())))
 		case 401, 403:
-			return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("pull %s: registry %s refused access (log in with docker login, or check the name): %s", ref, reg, oneLine(terr.Error())))
+			return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("pull %s: registry %s refused access (log in with docker login, or check the name): %s", ref, reg, errdefs.OneLine(terr.Error())))
 		}
 	}
 	if strings.Contains(err.Error(), "no child with platform") {
-		return errdefs.NotFound(fmt.Errorf("pull %s: %s", ref, oneLine(err.Error())))
+		return errdefs.NotFound(fmt.Errorf("pull %s: %s", ref, errdefs.OneLine(err.Error())))
 	}
-	return fmt.Errorf("pull %s: %s", ref, oneLine(err.Error()))
+	return fmt.Errorf("pull %s: %s", ref, errdefs.OneLine(err.Error()))
 }
 
 func blobDir(cacheDir string) string {
@@ -269,7 +269,7 @@ func fetchLayer(ctx context.Context, rl v1.Layer, l Layer, index int, p *progres
 	}
 	rc, err := rl.Compressed()
 	if err != nil {
-		return fmt.Errorf("download: %s", oneLine(err.Error()))
+		return fmt.Errorf("download: %s", errdefs.OneLine(err.Error()))
 	}
 	defer rc.Close()
 	tmp, err := os.CreateTemp(filepath.Dir(l.Path), ".download-"+filepath.Base(l.Path)[:12]+"-")
@@ -286,7 +286,7 @@ func fetchLayer(ctx context.Context, rl v1.Layer, l Layer, index int, p *progres
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("download: %s", oneLine(err.Error()))
+		return fmt.Errorf("download: %s", errdefs.OneLine(err.Error()))
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != l.Digest {
 		return hostile(ErrMalformed, "downloaded blob has digest %s", got)

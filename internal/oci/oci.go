@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 
@@ -119,14 +118,4 @@ type Layer struct {
 // also matches errdefs.ErrInvalid.
 func hostile(kind error, format string, args ...any) error {
 	return errdefs.Invalid(fmt.Errorf("%w: "+format, append([]any{kind}, args...)...))
-}
-
-// oneLine folds an error message onto one line: registries answer with
-// multi-line bodies now and then.
-func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	if !strings.ContainsAny(s, "\r\n") {
-		return s
-	}
-	return strings.Join(strings.Fields(s), " ")
 }

@@ -187,7 +187,7 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 	if err := runSteps(ctx, logger, verbose(report), steps); err != nil {
 		failure := fmt.Errorf("start vm %q: %w; the vm is kept in state error for inspection (banger vm logs %s; banger vm delete %s)", rec.Name, err, rec.Name, rec.Name)
 		rec.State = model.VMStateError
-		rec.Runtime.LastError = oneLine(failure.Error())
+		rec.Runtime.LastError = errdefs.OneLine(failure.Error())
 		left := handles{}
 		if vmm.Alive(h.VMM) {
 			// The rollback could not kill it: keep what finds it again.
@@ -512,8 +512,6 @@ func uniq(vals ...string) []string {
 	}
 	return out
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // ParseSignal parses a signal name ("KILL", "SIGTERM") or number.
 func ParseSignal(raw string) (syscall.Signal, error) {
