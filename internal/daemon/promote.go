@@ -10,9 +10,11 @@ import (
 
 	"banger/internal/api"
 	"banger/internal/errdefs"
+	"banger/internal/image"
 	"banger/internal/model"
 	"banger/internal/rpc"
 	"banger/internal/storage"
+	"banger/internal/vm"
 )
 
 // registerPromote wires image.promote and image.cache_prune.
@@ -116,7 +118,7 @@ func (d *Daemon) promote(ctx context.Context, req api.ImagePromoteRequest, repor
 	if report != nil {
 		report("artifacts", fmt.Sprintf("kernel, initrd and work seed from image %s", src.Name))
 	}
-	taken := map[string]bool{promotedRootfs: true, layerListFile: true}
+	taken := map[string]bool{promotedRootfs: true, layerListFile: true, image.FirstBootFile: true}
 	share := d.images.owns(src)
 	for _, a := range []struct {
 		role, from string
@@ -139,6 +141,15 @@ func (d *Daemon) promote(ctx context.Context, req api.ImagePromoteRequest, repor
 	}
 	if img.WorkSeedPath == "" {
 		img.SeededSSHPublicKeyFingerprint = ""
+	}
+	// A VM that never completed its first boot has no systemd or sshd
+	// yet: the new image's VMs still install them.
+	if fb, pending, err := vm.FirstBootPending(src, rec); err != nil {
+		return model.Image{}, fail(err)
+	} else if pending {
+		if err := image.WriteFirstBoot(dir, fb); err != nil {
+			return model.Image{}, fail(err)
+		}
 	}
 	now := model.Now()
 	img.CreatedAt, img.UpdatedAt = now, now

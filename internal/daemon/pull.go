@@ -50,7 +50,9 @@ func ownerKeychain(home string) authn.Keychain {
 // When req.KernelRef names a catalog kernel, the kernel, initrd and
 // modules come from it instead; an unknown one is refused before any
 // download. The image records the kernel it boots as its KernelRef.
-// Images without systemd or sshd are refused. On any error nothing is
+// An image without systemd or sshd gets image.FirstBootFile: its VMs
+// install them at their first boot; one that has no package manager
+// to do that with is refused. On any error nothing is
 // left: no record, no directory.
 func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain authn.Keychain, report func(step, msg string)) (_ model.Image, err error) {
 	if err := checkRef(req.Ref, req.Insecure); err != nil {
@@ -128,13 +130,22 @@ func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain au
 	if err != nil {
 		return model.Image{}, err
 	}
-	if err := guestSupported(res.Ref, res.Guest); err != nil {
+	fb, needsFirstBoot, err := firstBoot(res.Ref, res.Guest)
+	if err != nil {
 		return model.Image{}, err
 	}
 	if err := writeLayerList(dir, res); err != nil { // kept in the cache while the image exists
 		return model.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
-	if len(res.Guest.MissingTools) > 0 && report != nil {
+	if needsFirstBoot {
+		if err := image.WriteFirstBoot(dir, fb); err != nil {
+			return model.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
+		}
+		if report != nil {
+			report("first-boot", fmt.Sprintf("the image has no %s: each VM %s, which needs NAT (banger vm run --nat)",
+				strings.Join(fb.Installs, " and "), fb.Describe()))
+		}
+	} else if len(res.Guest.MissingTools) > 0 && report != nil {
 		report("warning", fmt.Sprintf("the image lacks %s, which banger's guest units run; the VM may boot without network or a grown root filesystem",
 			strings.Join(res.Guest.MissingTools, ", ")))
 	}
@@ -234,21 +245,40 @@ func (m *images) owns(img model.Image) bool {
 	return img.Managed && img.ArtifactDir != "" && filepath.Dir(img.ArtifactDir) == m.layout.ImagesDir()
 }
 
-// guestSupported refuses images banger cannot boot to SSH yet.
-func guestSupported(ref string, g oci.Guest) error {
-	var missing []string
+// firstBoot says how a VM of an image boots to SSH: ok is false when the
+// image has systemd and sshd; otherwise f says what its first boot
+// installs with which package manager. An image that lacks them and has
+// no shell or package manager to install them with is refused.
+func firstBoot(ref string, g oci.Guest) (f image.FirstBoot, ok bool, err error) {
 	if !g.HasSystemd {
-		missing = append(missing, "systemd")
+		f.Installs = append(f.Installs, "systemd")
 	}
 	if !g.HasSSHD {
-		missing = append(missing, "sshd (openssh-server)")
+		f.Installs = append(f.Installs, "sshd")
 	}
-	if len(missing) == 0 {
-		return nil
+	if len(f.Installs) == 0 {
+		return image.FirstBoot{}, false, nil
 	}
-	return errdefs.WithKind(errdefs.ErrNotImplemented, fmt.Errorf(
-		"pull %s: the image has no %s; images without systemd and sshd are not supported yet (install them in the image, e.g. apt-get install systemd-sysv openssh-server)",
-		ref, strings.Join(missing, " and no ")))
+	lacks := strings.Join(f.Installs, " and ")
+	if g.PackageManager == "apk" {
+		return image.FirstBoot{}, false, errdefs.WithKind(errdefs.ErrNotImplemented, fmt.Errorf(
+			"pull %s: the image has no %s, and its package manager, apk (Alpine), cannot install systemd, which banger's guest units run on; use an image based on Debian, Ubuntu or Fedora, or one with systemd and sshd",
+			ref, lacks))
+	}
+	var without []string
+	if !g.HasShell {
+		without = append(without, "/bin/sh")
+	}
+	if g.PackageManager == "" {
+		without = append(without, "package manager ("+strings.Join(image.FirstBootManagers, ", ")+")")
+	}
+	if len(without) > 0 {
+		return image.FirstBoot{}, false, errdefs.WithKind(errdefs.ErrNotImplemented, fmt.Errorf(
+			"pull %s: the image has no %s, and no %s to install them with at first boot; install them in the image (e.g. apt-get install systemd-sysv openssh-server)",
+			ref, lacks, strings.Join(without, " and no ")))
+	}
+	f.PackageManager = g.PackageManager
+	return f, true, nil
 }
 
 // linkOrCopy gives dst the content of src (a file or directory): a hard

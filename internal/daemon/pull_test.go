@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"banger/internal/api"
 	"banger/internal/errdefs"
+	"banger/internal/image"
 	"banger/internal/oci"
 	"banger/internal/paths"
 	"banger/internal/store"
@@ -53,30 +55,43 @@ func TestPullProgress(t *testing.T) {
 	}
 }
 
-func TestGuestSupported(t *testing.T) {
+func TestFirstBoot(t *testing.T) {
 	tests := []struct {
-		name  string
-		guest oci.Guest
-		want  []string // substrings of the error; nil for no error
+		name    string
+		guest   oci.Guest
+		want    image.FirstBoot // zero: none needed
+		wantErr []string        // substrings of the error; nil for no error
 	}{
-		{"both", oci.Guest{HasSystemd: true, HasSSHD: true}, nil},
-		{"no sshd", oci.Guest{HasSystemd: true}, []string{"has no sshd", "not supported yet"}},
-		{"no systemd", oci.Guest{HasSSHD: true}, []string{"has no systemd;", "not supported yet"}},
-		{"neither", oci.Guest{}, []string{"has no systemd and no sshd", "not supported yet"}},
+		{"both", oci.Guest{HasSystemd: true, HasSSHD: true, HasShell: true, PackageManager: "apt-get"}, image.FirstBoot{}, nil},
+		{"no sshd, apt", oci.Guest{HasSystemd: true, HasShell: true, PackageManager: "apt-get"},
+			image.FirstBoot{PackageManager: "apt-get", Installs: []string{"sshd"}}, nil},
+		{"neither, dnf", oci.Guest{HasShell: true, PackageManager: "dnf"},
+			image.FirstBoot{PackageManager: "dnf", Installs: []string{"systemd", "sshd"}}, nil},
+		{"no package manager", oci.Guest{HasSSHD: true, HasShell: true}, image.FirstBoot{},
+			[]string{"has no systemd,", "package manager (apt-get, dnf, microdnf, yum)"}},
+		{"no shell", oci.Guest{PackageManager: "apt-get"}, image.FirstBoot{},
+			[]string{"has no systemd and sshd, and no /bin/sh to install"}},
+		{"alpine", oci.Guest{HasShell: true, PackageManager: "apk"}, image.FirstBoot{},
+			[]string{"has no systemd and sshd, and its package manager, apk (Alpine), cannot install systemd"}},
+		{"nothing", oci.Guest{}, image.FirstBoot{},
+			[]string{"has no systemd and sshd, and no /bin/sh and no package manager (apt-get, dnf, microdnf, yum) to install"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := guestSupported("r/x:1", tt.guest)
-			if tt.want == nil {
+			got, ok, err := firstBoot("r/x:1", tt.guest)
+			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("got %v, want nil", err)
+				}
+				if ok != (tt.want.PackageManager != "") || !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("firstBoot = %+v, %v; want %+v", got, ok, tt.want)
 				}
 				return
 			}
 			if !errors.Is(err, errdefs.ErrNotImplemented) {
 				t.Fatalf("got %v, want ErrNotImplemented", err)
 			}
-			for _, w := range tt.want {
+			for _, w := range tt.wantErr {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q lacks %q", err, w)
 				}

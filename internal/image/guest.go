@@ -33,6 +33,7 @@ var guestFiles = []guestFile{
 	{Src: "banger-growroot.service", Dst: "/etc/systemd/system/banger-growroot.service", Mode: 0o644},
 	{Src: "banger-growroot", Dst: "/usr/local/sbin/banger-growroot", Mode: 0o755},
 	{Src: "banger-agent.service", Dst: "/etc/systemd/system/banger-agent.service", Mode: 0o644},
+	{Src: "banger-firstboot", Dst: FirstBootInit, Mode: 0o755},
 	{Src: "ssh-service-banger.conf", Dst: "/etc/systemd/system/ssh.service.d/banger.conf", Mode: 0o644},
 	{Src: "sshd-banger.conf", Dst: "/etc/ssh/sshd_config.d/banger.conf", Mode: 0o644},
 	{Src: "logind-banger.conf", Dst: "/etc/systemd/logind.conf.d/banger.conf", Mode: 0o644},

@@ -55,6 +55,13 @@ func cachedDebs(dir string) ([]string, error) {
 	return debs, nil
 }
 
+// WriteFlatRepo makes dir, which holds .deb files, a flat apt
+// repository of suite (a Packages index and a Release file beside the
+// .debs) and returns the apt source line that points at it by path.
+func WriteFlatRepo(ctx context.Context, dir, suite string) (sourceLine string, err error) {
+	return offlineSource(ctx, dir, suite)
+}
+
 // offlineSource makes the package cache dir a flat apt repository (a
 // Packages index beside the .debs) and returns the sources line that
 // points mmdebstrap at it.

@@ -35,6 +35,11 @@ type Guest struct {
 	// HasSSHD: the image has OpenSSH's sshd; without it the VM cannot
 	// be reached over SSH.
 	HasSSHD bool
+	// HasShell: /bin/sh exists (image.FirstBootInit is a shell script).
+	HasShell bool
+	// PackageManager is the first of image.FirstBootManagers the image
+	// has, else "apk" when it has Alpine's, else "".
+	PackageManager string
 	// MissingTools lists programs banger's guest units run that the image
 	// lacks (ip for the network, ssh-keygen for host keys, resize2fs and
 	// findmnt to grow the root filesystem).
@@ -125,6 +130,21 @@ func AddGuest(dir, agentPath string) (Guest, error) {
 	g.HasSystemd = exists("usr/lib/systemd/systemd") || exists("lib/systemd/systemd")
 	g.HasInit = exists("sbin/init")
 	g.HasSSHD = exists("usr/sbin/sshd") || exists("sbin/sshd")
+	g.HasShell = exists("bin/sh")
+	for _, pm := range append(image.FirstBootManagers, "apk") {
+		for _, d := range binDirs {
+			if exists(d + "/" + pm) {
+				g.PackageManager = pm
+				break
+			}
+		}
+		if g.PackageManager != "" {
+			break
+		}
+	}
+	// An image whose first boot installs systemd and sshd gets every
+	// mask and drop-in now: the units they name arrive later.
+	firstBoot := !g.HasSystemd || !g.HasSSHD
 	for _, tool := range guestTools {
 		found := false
 		for _, d := range binDirs {
@@ -150,7 +170,7 @@ func AddGuest(dir, agentPath string) (Guest, error) {
 			}
 		}
 	}
-	if exists("usr/lib/systemd/system/sshd.service") || exists("lib/systemd/system/sshd.service") {
+	if firstBoot || exists("usr/lib/systemd/system/sshd.service") || exists("lib/systemd/system/sshd.service") {
 		if err := writeFile("etc/systemd/system/sshd.service.d/banger.conf", 0o644, filepath.Join(overlay, sshdDropIn)); err != nil {
 			return Guest{}, fmt.Errorf("add guest files: sshd.service drop-in: %w", err)
 		}
@@ -160,7 +180,7 @@ func AddGuest(dir, agentPath string) (Guest, error) {
 		return Guest{}, fmt.Errorf("add guest files: %w", err)
 	}
 	for _, unit := range masked {
-		if exists("usr/lib/systemd/system/"+unit) || exists("lib/systemd/system/"+unit) || exists("etc/systemd/system/"+unit) {
+		if firstBoot || exists("usr/lib/systemd/system/"+unit) || exists("lib/systemd/system/"+unit) || exists("etc/systemd/system/"+unit) {
 			if err := symlink("etc/systemd/system/"+unit, "/dev/null"); err != nil {
 				return Guest{}, fmt.Errorf("add guest files: mask %s: %w", unit, err)
 			}

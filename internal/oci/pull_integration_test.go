@@ -98,7 +98,7 @@ func TestPullIntegration(t *testing.T) {
 		dir("etc/"), file("etc/os-release", "ID=test\n"), file("etc/hostname", "builder\n"),
 		dir("etc/ssh/"), file("etc/ssh/ssh_host_ed25519_key", "secret"),
 		dir("usr/"), dir("usr/bin/"), dir("usr/sbin/"), symlink("bin", "usr/bin"),
-		file("usr/bin/tool", "tool"),
+		file("usr/bin/tool", "tool"), file("usr/bin/apt-get", "apt"),
 		dir("data/"), file("data/keep", "keep"), file("data/drop", "drop"),
 		dir("opaque/"), file("opaque/old", "old"),
 		dir("dev/"),
@@ -137,6 +137,14 @@ func TestPullIntegration(t *testing.T) {
 	if res.Guest.HasSystemd || res.Guest.HasSSHD {
 		t.Errorf("HasSystemd %v HasSSHD %v, want false for an image with neither", res.Guest.HasSystemd, res.Guest.HasSSHD)
 	}
+	// /bin/sh through the bin -> usr/bin symlink; apt-get in usr/bin.
+	if !res.Guest.HasShell || res.Guest.PackageManager != "apt-get" {
+		t.Errorf("HasShell %v PackageManager %q, want true and apt-get", res.Guest.HasShell, res.Guest.PackageManager)
+	}
+	masked, err := image.MaskedUnits()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(res.Config.Cmd) != 1 || res.Config.Cmd[0] != "/usr/bin/tool" {
 		t.Errorf("config cmd = %q", res.Config.Cmd)
 	}
@@ -164,6 +172,11 @@ func TestPullIntegration(t *testing.T) {
 		{"/etc/systemd/system/banger-net.service", []string{`Type: regular\s+Mode:\s+0644`}},
 		{"/etc/fstab", []string{`Type: regular`}},
 		{"/root", []string{`Type: directory\s+Mode:\s+0700`}},
+		// Without systemd and sshd the image boots through the first-boot
+		// init, and gets the masks and drop-ins of units still to come.
+		{image.FirstBootInit, []string{`Type: regular\s+Mode:\s+0755`}},
+		{"/etc/systemd/system/" + masked[0], []string{`Type: symlink`, `Fast link dest: "/dev/null"`}},
+		{"/etc/systemd/system/sshd.service.d/banger.conf", []string{`Type: regular\s+Mode:\s+0644`}},
 	}
 	for _, s := range stats {
 		t.Run("stat "+s.path, func(t *testing.T) {

@@ -40,6 +40,11 @@ func (s *Service) Create(ctx context.Context, req model.VMCreateRequest, report 
 	if err := checkImageArtifacts(img); err != nil {
 		return model.VMRecord{}, err
 	}
+	if firstBoot, err := firstBootOf(img, model.VMRecord{}); err != nil {
+		return model.VMRecord{}, err
+	} else if err := firstBoot.checkNAT(img, model.VMRecord{Name: name, Spec: spec}); err != nil {
+		return model.VMRecord{}, err
+	}
 	if st, err := os.Stat(img.RootfsPath); err == nil && st.Size() > spec.SystemOverlaySizeByte {
 		return model.VMRecord{}, errdefs.Invalid(fmt.Errorf("system overlay size %s is smaller than the rootfs of image %q (%s)",
 			model.FormatSizeBytes(spec.SystemOverlaySizeByte), img.Name, model.HumanBytes(st.Size())))

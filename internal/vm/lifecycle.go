@@ -53,6 +53,14 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 	if err := s.checkSystemDisk(rec); err != nil {
 		return rec, fmt.Errorf("start vm %q: %w", rec.Name, err)
 	}
+	firstBoot, err := firstBootOf(img, rec)
+	if err != nil {
+		return rec, fmt.Errorf("start vm %q: %w", rec.Name, err)
+	}
+	if err := firstBoot.checkNAT(img, rec); err != nil {
+		return rec, fmt.Errorf("start vm %q: %w", rec.Name, err)
+	}
+	consoleStart := consoleSize(rec.Runtime.LogPath)
 	tap := network.TapName(rec.ID)
 	h := handles{Tap: tap}
 	prefix := s.cfg.CIDR
@@ -70,12 +78,13 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 		AgentSocket: filepath.Join(rec.Runtime.VMDir, "agent.sock"),
 		VSockCID:    vsockCID(rec.Runtime.GuestIP),
 		Cmdline: kernelCmdline(bootParams{
-			GuestIP:  rec.Runtime.GuestIP,
-			Prefix:   prefix,
-			Gateway:  s.cfg.BridgeIP,
-			DNS:      s.cfg.DefaultDNS,
-			Hostname: rec.Name,
-			MAC:      rec.Runtime.MACAddress,
+			GuestIP:   rec.Runtime.GuestIP,
+			Prefix:    prefix,
+			Gateway:   s.cfg.BridgeIP,
+			DNS:       s.cfg.DefaultDNS,
+			Hostname:  rec.Name,
+			MAC:       rec.Runtime.MACAddress,
+			FirstBoot: firstBoot.Image,
 		}),
 		Disks: []vmm.Disk{
 			systemDisk(rec),
@@ -154,6 +163,9 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 				if s.guestReady != nil {
 					return s.guestReady(ctx, rec, h)
 				}
+				if firstBoot.Pending {
+					return s.waitFirstBoot(ctx, rec, h, firstBoot.FirstBoot, consoleStart, report)
+				}
 				return s.waitSSH(ctx, rec, h)
 			},
 		},
@@ -214,7 +226,12 @@ type accelerated interface {
 // waitSSH waits until the guest answers SSH, failing early when the VMM
 // process exits.
 func (s *Service) waitSSH(ctx context.Context, rec model.VMRecord, h handles) error {
-	ctx, cancel := context.WithTimeout(ctx, s.SSHTimeout)
+	return s.waitSSHWithin(ctx, rec, h, s.SSHTimeout)
+}
+
+// waitSSHWithin is waitSSH with its timeout.
+func (s *Service) waitSSHWithin(ctx context.Context, rec model.VMRecord, h handles, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	exited := make(chan struct{})
 	go func() {
@@ -231,7 +248,7 @@ func (s *Service) waitSSH(ctx context.Context, rec model.VMRecord, h handles) er
 	default:
 	}
 	if err != nil && errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("guest did not answer ssh within %s", s.SSHTimeout)
+		return fmt.Errorf("guest did not answer ssh within %s", timeout)
 	}
 	return err
 }

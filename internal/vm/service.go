@@ -64,6 +64,9 @@ type Service struct {
 
 	// SSHTimeout bounds the wait for a booting guest's SSH.
 	SSHTimeout time.Duration
+	// FirstBootTimeout bounds it at a first boot that installs systemd
+	// and sshd (see firstboot.go).
+	FirstBootTimeout time.Duration
 	// StopTimeout bounds the wait for a guest to power off before it is killed.
 	StopTimeout time.Duration
 
@@ -100,20 +103,21 @@ func (s *Service) SetTapPool(pool TapPool) { s.taps = pool }
 // New returns a Service.
 func New(d Deps) *Service {
 	return &Service{
-		cfg:         d.Config,
-		layout:      d.Layout,
-		store:       d.Store,
-		network:     d.Network,
-		nat:         d.NAT,
-		images:      d.Images,
-		driver:      d.Driver,
-		key:         d.Key,
-		knownHosts:  d.KnownHosts,
-		logger:      d.Logger,
-		changed:     d.Changed,
-		SSHTimeout:  4 * time.Minute,
-		StopTimeout: 30 * time.Second,
-		disks:       hostDisks,
+		cfg:              d.Config,
+		layout:           d.Layout,
+		store:            d.Store,
+		network:          d.Network,
+		nat:              d.NAT,
+		images:           d.Images,
+		driver:           d.Driver,
+		key:              d.Key,
+		knownHosts:       d.KnownHosts,
+		logger:           d.Logger,
+		changed:          d.Changed,
+		SSHTimeout:       4 * time.Minute,
+		FirstBootTimeout: 20 * time.Minute,
+		StopTimeout:      30 * time.Second,
+		disks:            hostDisks,
 	}
 }
 

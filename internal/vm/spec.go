@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"banger/internal/errdefs"
+	"banger/internal/image"
 	"banger/internal/model"
 )
 
@@ -96,6 +97,8 @@ type bootParams struct {
 	DNS      string
 	Hostname string
 	MAC      string
+	// FirstBoot boots image.FirstBootInit instead of the image's init.
+	FirstBoot bool
 }
 
 // kernelCmdline builds the guest kernel command line: the console, the
@@ -112,6 +115,9 @@ func kernelCmdline(p bootParams) string {
 		"banger.dns=" + p.DNS,
 		"banger.hostname=" + p.Hostname,
 		"banger.mac=" + p.MAC,
+	}
+	if p.FirstBoot {
+		args = append(args, "init="+image.FirstBootInit)
 	}
 	return strings.Join(args, " ")
 }

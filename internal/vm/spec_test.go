@@ -328,6 +328,21 @@ func TestKernelCmdline(t *testing.T) {
 				"banger.ip=10.9.0.200/16 banger.gw=10.9.0.1 banger.dns=9.9.9.9 " +
 				"banger.hostname=swift-otter-42 banger.mac=02:00:00:00:00:01",
 		},
+		{
+			name: "first boot",
+			p: bootParams{
+				GuestIP:   "172.16.0.9",
+				Prefix:    "24",
+				Gateway:   "172.16.0.1",
+				DNS:       "1.1.1.1",
+				Hostname:  "fb",
+				MAC:       "02:00:00:00:00:09",
+				FirstBoot: true,
+			},
+			want: "console=ttyS0 root=/dev/vda rw net.ifnames=0 panic=-1 " +
+				"banger.ip=172.16.0.9/24 banger.gw=172.16.0.1 banger.dns=1.1.1.1 " +
+				"banger.hostname=fb banger.mac=02:00:00:00:00:09 init=/usr/local/sbin/banger-firstboot",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -124,7 +124,7 @@ func TestImagePull(t *testing.T) {
 			{"unreachable registry", []string{"image", "pull", "--insecure", "127.0.0.1:1/x/y:1", "--name", "nowhere"}, "registry 127.0.0.1:1 is unreachable"},
 			{"missing image", []string{"image", "pull", "--insecure", host + "/nosuch:1"}, "not found"},
 			{"unknown kernel image", []string{"image", "pull", "--insecure", host + "/debian:test", "--name", "nokernel", "--kernel-from", "nosuch"}, `image "nosuch" not found`},
-			{"no sshd", []string{"image", "pull", "--insecure", host + "/tiny:1"}, "not supported yet"},
+			{"no sshd, no package manager", []string{"image", "pull", "--insecure", host + "/tiny:1"}, "and no package manager (apt-get, dnf, microdnf, yum) to install them with"},
 			{"name taken", []string{"image", "pull", "--insecure", host + "/debian:test", "--name", "pulled"}, `image "pulled" already exists`},
 			{"bad name", []string{"image", "pull", "--insecure", host + "/debian:test", "--name", "Bad_Name"}, "invalid name"},
 		}
