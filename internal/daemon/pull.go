@@ -146,7 +146,7 @@ func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain au
 				strings.Join(fb.Installs, " and "), fb.Describe()))
 		}
 	} else if len(res.Guest.MissingTools) > 0 && report != nil {
-		report("warning", fmt.Sprintf("the image lacks %s, which banger's guest units run; the VM may boot without network or a grown root filesystem",
+		report("warning", fmt.Sprintf("the image lacks %s, which banger's guest units run; the VM may boot without an SSH host key or a grown root filesystem",
 			strings.Join(res.Guest.MissingTools, ", ")))
 	}
 

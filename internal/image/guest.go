@@ -28,7 +28,6 @@ var guestFiles = []guestFile{
 	{Src: "initramfs-hook", Dst: "/etc/initramfs-tools/hooks/banger", Mode: 0o755, Early: true},
 	{Src: "initramfs-modules.conf", Dst: "/etc/initramfs-tools/conf.d/banger.conf", Mode: 0o644, Early: true},
 	{Src: "banger-net.service", Dst: "/etc/systemd/system/banger-net.service", Mode: 0o644},
-	{Src: "banger-net", Dst: "/usr/local/sbin/banger-net", Mode: 0o755},
 	{Src: "banger-hostkeys.service", Dst: "/etc/systemd/system/banger-hostkeys.service", Mode: 0o644},
 	{Src: "banger-growroot.service", Dst: "/etc/systemd/system/banger-growroot.service", Mode: 0o644},
 	{Src: "banger-growroot", Dst: "/usr/local/sbin/banger-growroot", Mode: 0o755},

@@ -41,8 +41,8 @@ type Guest struct {
 	// has, else "apk" when it has Alpine's, else "".
 	PackageManager string
 	// MissingTools lists programs banger's guest units run that the image
-	// lacks (ip for the network, ssh-keygen for host keys, resize2fs and
-	// findmnt to grow the root filesystem).
+	// lacks (ssh-keygen for host keys, resize2fs and findmnt to grow the
+	// root filesystem).
 	MissingTools []string
 }
 
@@ -52,7 +52,7 @@ const sshdDropIn = "/etc/systemd/system/ssh.service.d/banger.conf"
 
 // guestTools are the programs the guest units run, by the directories
 // they may live in.
-var guestTools = []string{"ip", "ssh-keygen", "resize2fs", "findmnt"}
+var guestTools = []string{"ssh-keygen", "resize2fs", "findmnt"}
 
 var binDirs = []string{"usr/local/sbin", "usr/local/bin", "usr/sbin", "usr/bin", "sbin", "bin"}
 

@@ -138,12 +138,12 @@ func flatRepo(t *testing.T) string {
 	return dir
 }
 
-// minbaseLayer is a Debian minbase root (no systemd, no sshd) made from
-// repo, as one layer.
+// minbaseLayer is a Debian minbase root with apt (no systemd, no sshd,
+// as in Debian's container images) made from repo, as one layer.
 func minbaseLayer(t *testing.T, repo string) v1.Layer {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "minbase.tar")
-	cmd := exec.Command("mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar", "--quiet",
+	cmd := exec.Command("mmdebstrap", "--variant=minbase", "--include=apt", "--mode=root", "--format=tar", "--quiet",
 		"bookworm", out, "deb [trusted=yes] copy://"+repo+" ./")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("mmdebstrap: %v: %s", err, b)
