@@ -41,7 +41,10 @@ func (s *Service) Start(ctx context.Context, ref string, report func(step, msg s
 }
 
 // startLocked runs the start pipeline; the caller holds the VM's lock.
+// A stop of the VM meanwhile cancels it (see boots).
 func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report func(step, msg string)) (model.VMRecord, error) {
+	ctx, end := s.boots.begin(ctx, rec.ID)
+	defer end()
 	logger := s.logger.With("vm", rec.Name, "vm_id", rec.ID[:12])
 	img, err := s.store.GetImage(ctx, rec.ImageID)
 	if err != nil {
@@ -200,6 +203,11 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 		failure := fmt.Errorf("start vm %q: %w; the vm is kept in state error for inspection (banger vm logs %s; banger vm delete %s)", rec.Name, err, rec.Name, rec.Name)
 		rec.State = model.VMStateError
 		rec.Runtime.LastError = errdefs.OneLine(failure.Error())
+		if cause := context.Cause(ctx); errors.Is(cause, errStopRequested) {
+			// Rolled back on the user's word: stopped, not failed.
+			failure = fmt.Errorf("start vm %q: %w", rec.Name, cause)
+			rec.State, rec.Runtime.LastError = model.VMStateStopped, ""
+		}
 		left := handles{}
 		if vmm.Alive(h.VMM) {
 			// The rollback could not kill it: keep what finds it again.
@@ -277,9 +285,16 @@ func (s *Service) notify() {
 // Stop powers a VM off gracefully, killing it when the guest does not
 // power off within StopTimeout.
 func (s *Service) Stop(ctx context.Context, ref string) (model.VMRecord, error) {
+	// A start still booting holds the lock: end it rather than wait.
+	if rec, err := s.store.GetVM(ctx, ref); err == nil && s.boots.cancel(rec.ID, errStopRequested) {
+		s.logger.Info("stop ends the boot in progress", "vm", rec.Name)
+	}
 	rec, _, err := s.stopIf(ctx, ref, nil)
 	return rec, err
 }
+
+// errStopRequested ends a start whose VM was stopped while it booted.
+var errStopRequested = errors.New("stopped by vm stop while booting")
 
 // stopIf stops a VM when cond, checked under the VM's lock, holds (nil
 // means always), and reports whether it did.

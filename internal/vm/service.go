@@ -71,6 +71,7 @@ type Service struct {
 	StopTimeout time.Duration
 
 	locks locks
+	boots boots
 
 	// disks makes and tears down VM disks (the storage package).
 	disks diskOps

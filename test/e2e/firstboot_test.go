@@ -19,6 +19,7 @@ import (
 
 	"banger/internal/config"
 	"banger/internal/image"
+	"banger/internal/model"
 )
 
 // TestFirstBoot pulls an image without systemd and sshd (a Debian
@@ -61,9 +62,38 @@ func TestFirstBoot(t *testing.T) {
 		e.assertClean("after a refused create")
 	})
 
+	t.Run("stop during the install", func(t *testing.T) {
+		// vm stop ends a first boot at once (not after the SSH wait); the
+		// next start installs again, over a dpkg left midway.
+		e.ok("vm", "create", "--nat", "--no-start", "--image", "minbase", "--name", "fb1")
+		started := make(chan result, 1)
+		go func() { started <- e.banger("vm", "start", "fb1") }()
+		console := e.vm("fb1").Runtime.LogPath
+		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			if data, _ := os.ReadFile(console); strings.Contains(string(data), "Unpacking ") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the install did not begin within 5 minutes; console:\n%s", tail(console, 2000))
+			}
+		}
+		begin := time.Now()
+		e.ok("vm", "stop", "fb1")
+		if took := time.Since(begin); took > 30*time.Second {
+			t.Errorf("vm stop during a first boot took %s, want it to end the boot at once", took)
+		}
+		r := <-started
+		if r.code == 0 || !strings.Contains(r.stderr, "stopped by vm stop while booting") {
+			t.Errorf("the interrupted start: got %s, want a failure saying it was stopped", r)
+		}
+		if vm := e.vm("fb1"); vm.State != model.VMStateStopped || vm.Runtime.LastError != "" {
+			t.Errorf("after stop: state %s, last error %q; want stopped and none", vm.State, vm.Runtime.LastError)
+		}
+	})
+
 	t.Run("installs at first boot", func(t *testing.T) {
 		start := time.Now()
-		r := e.ok("vm", "run", "-d", "--nat", "--image", "minbase", "--name", "fb1")
+		r := e.ok("vm", "start", "fb1")
 		t.Logf("first boot took %s\n%s", time.Since(start).Round(time.Second), r.stderr)
 		for _, want := range []string{"fb1 installs systemd and sshd with apt-get at its first boot", "running: apt-get -q update", "installed systemd and sshd; starting systemd"} {
 			if !strings.Contains(r.stderr, want) {
@@ -170,4 +200,13 @@ func (e *env) serveDir(ns, addr, dir string) string {
 	go srv.Serve(ln)
 	e.t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// tail is the last n bytes of the file at path.
+func tail(path string, n int) string {
+	data, _ := os.ReadFile(path)
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return string(data)
 }
