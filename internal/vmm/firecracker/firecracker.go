@@ -217,28 +217,30 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (h vmm.Handle, err er
 	if err != nil {
 		return vmm.Handle{}, err
 	}
-	h = vmm.Handle{Driver: d.Name(), PID: pid, ControlSocket: apiSock, ConsoleLog: spec.ConsoleLog, AgentSocket: spec.AgentSocket}
+	// The undos kill proc: a failed Start returns a zero h before its
+	// deferred undos run.
+	proc := vmm.Handle{Driver: d.Name(), PID: pid, ControlSocket: apiSock, ConsoleLog: spec.ConsoleLog, AgentSocket: spec.AgentSocket}
 	if st, serr := vmm.ReadProcStat(pid); serr == nil {
-		h.StartTime = st.StartTime
+		proc.StartTime = st.StartTime
 	}
 	undo.push("kill firecracker", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
-		return vmm.Kill(ctx, h)
+		return vmm.Kill(ctx, proc)
 	})
 	if d.jailer.Enabled && !ver.Less(versionJailerPIDFile) {
 		// The jailer forks Firecracker and exits.
-		if h.PID, h.StartTime, err = waitPIDFile(ctx, jail.PIDFile(), apiReadyTimeout); err != nil {
+		if proc.PID, proc.StartTime, err = waitPIDFile(ctx, jail.PIDFile(), apiReadyTimeout); err != nil {
 			return vmm.Handle{}, err
 		}
 	}
 	undo.push("remove state", func() error { return removeIfExists(filepath.Join(spec.Dir, stateName)) })
-	if err = writeState(spec.Dir, state{Handle: h, Jail: jail.dirOrEmpty()}); err != nil {
+	if err = writeState(spec.Dir, state{Handle: proc, Jail: jail.dirOrEmpty()}); err != nil {
 		return vmm.Handle{}, err
 	}
 
 	c := newClient(apiSock)
-	if err = waitAPI(ctx, c, h); err != nil {
+	if err = waitAPI(ctx, c, proc); err != nil {
 		return vmm.Handle{}, fmt.Errorf("%w%s", err, consoleTail(spec.ConsoleLog))
 	}
 	if d.jailer.Enabled && spec.AgentSocket != "" {
@@ -253,8 +255,8 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (h vmm.Handle, err er
 			return vmm.Handle{}, fmt.Errorf("configure firecracker: %w%s", err, consoleTail(spec.ConsoleLog))
 		}
 	}
-	log.Info("firecracker started", "pid", h.PID, "version", ver.String(), "jailed", d.jailer.Enabled)
-	return h, nil
+	log.Info("firecracker started", "pid", proc.PID, "version", ver.String(), "jailed", d.jailer.Enabled)
+	return proc, nil
 }
 
 func (j Jail) dirOrEmpty() string {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,6 +267,12 @@ func TestStartErrors(t *testing.T) {
 			if _, ok := f.d.Recover(f.spec.Dir); ok {
 				t.Errorf("got a running machine after a failed start")
 			}
+			if pids := processesNaming(f.spec.Dir); len(pids) > 0 {
+				for _, pid := range pids {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+				t.Errorf("got firecracker pids %v left running after a failed start", pids)
+			}
 			if _, err := os.Stat(filepath.Join(f.spec.Dir, stateName)); err == nil {
 				t.Errorf("got %s left after a failed start", stateName)
 			}
@@ -311,4 +318,26 @@ func TestDialUnixLongPath(t *testing.T) {
 	if info, err := f.d.Status(t.Context(), h); err != nil || info.State != StateRunning {
 		t.Errorf("got %+v, %v through a %d-byte path, want Running", info, err, len(long))
 	}
+}
+
+// processesNaming returns the pids whose command line mentions s (a
+// fake Firecracker is started with its socket in the VM's dir). Zombies
+// do not count.
+func processesNaming(s string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), s) {
+			continue
+		}
+		if st, err := vmm.ReadProcStat(pid); err == nil && st.State != 'Z' {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
