@@ -35,6 +35,8 @@ const (
 	CacheKernel      = "kernel"       // an extracted kernel no image boots
 	CachePackages    = "packages"     // the .deb files of one Debian suite
 	CacheKernelTemp  = "kernel-temp"  // a partial kernel extraction of a daemon that is gone
+	CacheModules     = "modules"      // a modules disk no image's kernel needs
+	CacheModulesTemp = "modules-temp" // a partial modules disk of a daemon that is gone
 )
 
 // CachePruneResult lists what was removed, or with DryRun what would be.

@@ -26,7 +26,8 @@ import (
 // directories are internal/oci's (CacheDir/oci/...), build scratch
 // directories and logs internal/image's (CacheDir/build-NAME-*,
 // CacheDir/NAME-build.log), extracted kernels internal/kernel's
-// (StateDir/kernels/<sha256 of the boot image>/vmlinux). A pull or build
+// (StateDir/kernels/<sha256 of the boot image>/vmlinux), modules disks
+// the daemon's (CacheDir/modules/<sha256 of the kernel>.ext4). A pull or build
 // in progress is recognised by files younger than pruneMinAge and by
 // directories made since this daemon started: one daemon serves a
 // banger home, so what an earlier daemon left half-made is an orphan.
@@ -225,6 +226,26 @@ func (in pruneInputs) plan() ([]pruneItem, []string) {
 		}
 		for _, t := range temps {
 			add(api.CacheKernelTemp, t)
+		}
+	}
+
+	// Modules disks, by the kernel they go with; images hold their own
+	// hard links, so only the cache's copy goes.
+	modules := filepath.Join(in.cacheDir, "modules")
+	for _, e := range readDir(modules) {
+		p := filepath.Join(modules, e.Name())
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		switch name := e.Name(); {
+		case strings.HasPrefix(name, modulesTempPrefix):
+			if orphan(info.ModTime()) {
+				add(api.CacheModulesTemp, p)
+			}
+		case isSHA256Hex(strings.TrimSuffix(name, ".ext4")) && strings.HasSuffix(name, ".ext4") &&
+			!in.usedKernels[strings.TrimSuffix(name, ".ext4")] && old(info.ModTime()):
+			add(api.CacheModules, p)
 		}
 	}
 

@@ -97,6 +97,14 @@ func TestPrunePlan(t *testing.T) {
 		want[c.file("state/kernels/"+kernUsed+"/.vmlinux-123", 2*hour)] = api.CacheKernelTemp
 		c.file("state/kernels/"+catalogID+"/vmlinux", 2*hour)
 		c.file("state/kernels/"+catalogID+"/", 2*hour)
+		// Modules disks: the unused kernel's goes, the used one stays, a
+		// dead daemon's partial disk goes, a young one stays.
+		want[c.file("cache/modules/"+kernUnused+".ext4", 2*hour)] = api.CacheModules
+		c.file("cache/modules/"+kernUsed+".ext4", 2*hour)
+		c.file("cache/modules/"+young+".ext4", 10*time.Second)
+		want[c.file("cache/modules/.modules-op-0123456789ab.ext4", 2*hour)] = api.CacheModulesTemp
+		c.file("cache/modules/.modules-op-ba9876543210.ext4", 2*time.Minute) // this daemon's pull
+		c.file("cache/modules/notes.txt", 2*hour)
 		other := digest("imported-not-recorded")
 		c.file("state/kernels/"+other+"/vmlinuz", 2*hour)
 		c.file("state/kernels/"+other+"/initrd.img", 2*hour)

@@ -118,7 +118,7 @@ func (d *Daemon) promote(ctx context.Context, req api.ImagePromoteRequest, repor
 	if report != nil {
 		report("artifacts", fmt.Sprintf("kernel, initrd and work seed from image %s", src.Name))
 	}
-	taken := map[string]bool{promotedRootfs: true, layerListFile: true, image.FirstBootFile: true}
+	taken := map[string]bool{promotedRootfs: true, layerListFile: true, image.FirstBootFile: true, image.ModulesDiskName: true}
 	share := d.images.owns(src)
 	for _, a := range []struct {
 		role, from string
@@ -141,6 +141,11 @@ func (d *Daemon) promote(ctx context.Context, req api.ImagePromoteRequest, repor
 	}
 	if img.WorkSeedPath == "" {
 		img.SeededSSHPublicKeyFingerprint = ""
+	}
+	if from := filepath.Join(src.ArtifactDir, image.ModulesDiskName); src.ArtifactDir != "" && fileExists(from) {
+		if err := linkOrCopy(ctx, from, filepath.Join(dir, image.ModulesDiskName), share); err != nil {
+			return model.Image{}, fail(fmt.Errorf("modules disk of image %s: %w", src.Name, err))
+		}
 	}
 	// A VM that never completed its first boot has no systemd or sshd
 	// yet: the new image's VMs still install them.

@@ -80,14 +80,27 @@ func AddGuest(dir, agentPath string) (Guest, error) {
 	g := Guest{AgentDigest: digest}
 	now := time.Now()
 
-	exists := func(p string) bool {
+	lstat := func(p string) (fs.FileInfo, error) {
 		d, base := splitPath(p)
 		host, err := a.res.dir(d, false)
 		if err != nil {
-			return false
+			return nil, err
 		}
-		_, err = os.Lstat(hostPath(host, base))
+		return os.Lstat(hostPath(host, base))
+	}
+	exists := func(p string) bool {
+		_, err := lstat(p)
 		return err == nil
+	}
+	// The kernel's modules come on a disk of their own (see
+	// image.MakeModulesDisk): mounted where modprobe looks, /lib/modules,
+	// through /usr on a merged-/usr root.
+	modulesAt := "/lib/modules"
+	if st, err := lstat("lib"); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		modulesAt = "/usr/lib/modules"
+	}
+	if err := appendFile(filepath.Join(overlay, "etc/fstab"), modulesFstab(modulesAt)); err != nil {
+		return Guest{}, fmt.Errorf("add guest files: %w", err)
 	}
 	writeFile := func(p string, mode fs.FileMode, src string) error {
 		f, err := os.Open(src)
@@ -224,6 +237,23 @@ func AddGuest(dir, agentPath string) (Guest, error) {
 	}
 	sort.Strings(g.Files)
 	return g, nil
+}
+
+// modulesFstab is the fstab entry of the modules disk, mounted at dir.
+// nofail: an image whose kernel has no modules boots without the disk.
+func modulesFstab(dir string) string {
+	return "# banger: the kernel's modules, on a read-only disk of their own.\n" +
+		"LABEL=" + image.ModulesLabel + " " + dir + " ext4 ro,nofail,x-systemd.device-timeout=10s 0 0\n"
+}
+
+// appendFile appends text to the file at path.
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
 }
 
 // wantedBy reads the WantedBy= targets of a unit's [Install] section.

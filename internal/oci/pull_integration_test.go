@@ -141,6 +141,11 @@ func TestPullIntegration(t *testing.T) {
 	if !res.Guest.HasShell || res.Guest.PackageManager != "apt-get" {
 		t.Errorf("HasShell %v PackageManager %q, want true and apt-get", res.Guest.HasShell, res.Guest.PackageManager)
 	}
+	// No lib -> usr/lib symlink in this image: the modules disk mounts
+	// at /lib/modules.
+	if fstab := debugfs(t, out, "cat /etc/fstab"); !strings.Contains(fstab, "\nLABEL="+image.ModulesLabel+" /lib/modules ext4 ro,nofail,") {
+		t.Errorf("/etc/fstab lacks the modules disk at /lib/modules:\n%s", fstab)
+	}
 	masked, err := image.MaskedUnits()
 	if err != nil {
 		t.Fatal(err)

@@ -94,6 +94,9 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 			{ID: "work", Path: rec.Runtime.WorkDiskPath, Format: "raw"},
 		},
 	}
+	if disk := modulesDisk(img); disk != "" {
+		spec.Disks = append(spec.Disks, vmm.Disk{ID: "modules", Path: disk, Format: "raw", ReadOnly: true})
+	}
 	steps := []step{
 		{
 			// A vm set --disk-size on a running VM lands here.

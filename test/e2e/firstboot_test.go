@@ -107,6 +107,10 @@ func TestFirstBoot(t *testing.T) {
 		if got, want := guestState(), "systemd fb1 /root active active"; got != want {
 			t.Errorf("guest: got %q, want %q (PID 1, hostname, work disk mount, sshd and agent)", got, want)
 		}
+		// kmod came with the install: the modules disk's modules load.
+		if r := e.ok("vm", "exec", "fb1", "--", "sh", "-c", "modprobe overlay && grep -c '^overlay ' /proc/modules"); strings.TrimSpace(r.stdout) != "1" {
+			t.Errorf("overlay module: got %q, want it loaded", r.stdout)
+		}
 		e.ok("vm", "exec", "fb1", "--", "sh", "-c", "echo kept >/root/work-file")
 
 		// Installed for good: a start without NAT boots straight to systemd.

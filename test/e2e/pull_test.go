@@ -93,7 +93,7 @@ func TestImagePull(t *testing.T) {
 	start = time.Now()
 	r := e.ok("image", "pull", "--insecure", host+"/debian:test", "--name", "pulled")
 	t.Logf("image pull took %s\n%s", time.Since(start).Round(time.Second), r.stderr)
-	for _, want := range []string{"resolve " + host + "/debian:test", "layer 1/2", "layer 2/2", "make the root filesystem"} {
+	for _, want := range []string{"resolve " + host + "/debian:test", "layer 1/2", "layer 2/2", "make the root filesystem", "kernel modules from image " + model.DefaultImageName + " on a read-only disk (made)"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("pull progress lacks %q:\n%s", want, r.stderr)
 		}
@@ -156,6 +156,12 @@ func TestImagePull(t *testing.T) {
 		r = e.banger("vm", "exec", "p1", "--", "test", "-e", "/"+whitedOut)
 		if r.code != 1 {
 			t.Errorf("test -e /%s: exit %d, want 1 (whited out by the second layer)\n%s", whitedOut, r.code, r)
+		}
+		// The image has no modules (pruned above): the kernel's come on
+		// the modules disk, read-only, and load.
+		r = e.ok("vm", "exec", "p1", "--", "sh", "-c", "findmnt -no OPTIONS /usr/lib/modules | cut -d, -f1; modprobe overlay && grep -c '^overlay ' /proc/modules")
+		if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "ro" || got[1] != "1" {
+			t.Errorf("modules: got %q, want /usr/lib/modules mounted ro and overlay loaded", r.stdout)
 		}
 		r = e.ok("vm", "exec", "p1", "--", "sh", "-c", "stat -c %a /usr/bin/passwd; hostname")
 		if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "4755" || got[1] != "p1" {

@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"banger/internal/image"
+	"banger/internal/model"
+)
+
+// modulesCacheDir holds the modules disks (see image.MakeModulesDisk) of
+// pulled images, one per kernel, named by the sha256 of the kernel file
+// and hard-linked into each image that boots it.
+func (m *images) modulesCacheDir() string { return filepath.Join(m.layout.CacheDir, "modules") }
+
+// modulesDisk returns the cached modules disk of the kernel at
+// kernelPath, made first when missing from the /lib/modules tree
+// modulesDir or, when that is "", from the modules in the ext4 rootfs.
+// A source without modules is ErrNotFound.
+func (m *images) modulesDisk(ctx context.Context, kernelPath, modulesDir, rootfs string) (path string, cached bool, err error) {
+	sum, err := fileSHA256(kernelPath)
+	if err != nil {
+		return "", false, fmt.Errorf("modules disk: %w", err)
+	}
+	path = filepath.Join(m.modulesCacheDir(), sum+".ext4")
+	if _, err := os.Stat(path); err == nil {
+		return path, true, nil
+	}
+	if err := os.MkdirAll(m.modulesCacheDir(), 0o755); err != nil {
+		return "", false, fmt.Errorf("modules disk: %w", err)
+	}
+	suffix, err := model.NewOpID()
+	if err != nil {
+		return "", false, err
+	}
+	// Made aside and renamed: a concurrent pull of the same kernel, or a
+	// daemon dying midway, never leaves a partial disk under the name.
+	tmp := filepath.Join(m.modulesCacheDir(), modulesTempPrefix+suffix+".ext4")
+	if err := image.MakeModulesDisk(ctx, tmp, modulesDir, rootfs, m.layout.CacheDir); err != nil {
+		return "", false, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return "", false, fmt.Errorf("modules disk: %w", err)
+	}
+	return path, false, nil
+}
+
+// modulesTempPrefix starts the name of a modules disk being made.
+const modulesTempPrefix = ".modules-"
+
+// fileExists reports whether path is a regular file.
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.Mode().IsRegular()
+}
