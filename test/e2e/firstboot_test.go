@@ -5,7 +5,6 @@ package e2e
 import (
 	"compress/gzip"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -193,13 +192,7 @@ func minbaseLayer(t *testing.T, repo string) v1.Layer {
 // ends and returns the address it listens on.
 func (e *env) serveDir(ns, addr, dir string) string {
 	e.t.Helper()
-	var ln net.Listener
-	if err := inNetns(ns, func() (err error) {
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		e.t.Fatalf("listen in %s: %v", ns, err)
-	}
+	ln := e.listenIn(ns, addr)
 	srv := &http.Server{Handler: http.FileServer(http.Dir(dir))}
 	go srv.Serve(ln)
 	e.t.Cleanup(func() { srv.Close() })

@@ -39,9 +39,9 @@ func (e *env) uplink() string {
 	return e.serveGreeting(up, "198.51.100.1:0", "uplink-ok")
 }
 
-// serveGreeting listens on addr in namespace ns and writes greeting to
-// every connection; the listener closes with the test.
-func (e *env) serveGreeting(ns, addr, greeting string) string {
+// listenIn listens on TCP addr in namespace ns; the listener closes
+// with the test.
+func (e *env) listenIn(ns, addr string) net.Listener {
 	e.t.Helper()
 	var ln net.Listener
 	if err := inNetns(ns, func() (err error) {
@@ -51,6 +51,14 @@ func (e *env) serveGreeting(ns, addr, greeting string) string {
 		e.t.Fatalf("listen in %s: %v", ns, err)
 	}
 	e.t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// serveGreeting listens on addr in namespace ns and writes greeting to
+// every connection.
+func (e *env) serveGreeting(ns, addr, greeting string) string {
+	e.t.Helper()
+	ln := e.listenIn(ns, addr)
 	go func() {
 		for {
 			c, err := ln.Accept()
