@@ -71,6 +71,8 @@ func addForeign(t *testing.T, kind, name string) {
 	switch kind {
 	case "tun":
 		l = &netlink.Tuntap{LinkAttrs: attrs, Mode: netlink.TUNTAP_MODE_TUN}
+	case "tap":
+		l = &netlink.Tuntap{LinkAttrs: attrs, Mode: netlink.TUNTAP_MODE_TAP}
 	case "bridge":
 		l = &netlink.Bridge{LinkAttrs: attrs}
 	default:
@@ -231,18 +233,29 @@ func TestCreateTap(t *testing.T) {
 	if err := m.CreateTap(t.Context(), other); err != nil {
 		t.Fatalf("CreateTap %q: %v", other, err)
 	}
-	// Non-TAPs with the prefix are not listed.
+	// Non-TAPs with the prefix are not listed, nor a TAP on another
+	// bridge (another daemon's); an unattached one is.
 	addForeign(t, "tun", TapPrefix+"tun")
 	addForeign(t, "bridge", TapPrefix+"bridge")
+	addForeign(t, "bridge", "br-other")
+	foreignTap := TapPrefix + "foreign"
+	addForeign(t, "tap", foreignTap)
+	if err := netlink.LinkSetMaster(mustLink(t, foreignTap), mustLink(t, "br-other")); err != nil {
+		t.Fatal(err)
+	}
+	loose := TapPrefix + "loose"
+	addForeign(t, "tap", loose)
 	got, err := m.ListTaps(t.Context())
 	if err != nil {
 		t.Fatalf("ListTaps: %v", err)
 	}
-	if want := []string{name, other}; !slices.Equal(got, want) {
+	want := []string{name, other, loose}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
 		t.Errorf("ListTaps = %v, want %v", got, want)
 	}
 
-	for _, n := range []string{name, other} {
+	for _, n := range []string{name, other, loose} {
 		for i := range 2 {
 			if err := m.DeleteTap(t.Context(), n); err != nil {
 				t.Fatalf("DeleteTap %q call %d: %v", n, i+1, err)

@@ -165,10 +165,12 @@ func (m *Manager) DeleteTap(ctx context.Context, name string) error {
 	return nil
 }
 
-// ListTaps returns the sorted names of the TAPs whose name starts with
-// TapPrefix. Other kinds of links with that prefix (TUN devices
-// included) are not listed, so a sweep of orphans never removes what
-// banger did not make.
+// ListTaps returns the sorted names of this manager's TAPs: those whose
+// name starts with TapPrefix and that are on its bridge or on none (a
+// TAP made but not attached yet). Other kinds of links with that prefix
+// (TUN devices included) and TAPs on another bridge (another banger
+// daemon's, in the same namespace with its own bridge) are not listed,
+// so a sweep of orphans never removes what this daemon did not make.
 func (m *Manager) ListTaps(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list taps: %w", err)
@@ -177,9 +179,16 @@ func (m *Manager) ListTaps(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list taps: %w", err)
 	}
+	bridge := -1 // no bridge yet: only unattached TAPs are ours
+	for _, l := range links {
+		if l.Attrs().Name == m.cfg.BridgeName {
+			bridge = l.Attrs().Index
+		}
+	}
 	var names []string
 	for _, l := range links {
-		if checkTap(l) == nil && strings.HasPrefix(l.Attrs().Name, TapPrefix) {
+		master := l.Attrs().MasterIndex
+		if checkTap(l) == nil && strings.HasPrefix(l.Attrs().Name, TapPrefix) && (master == 0 || master == bridge) {
 			names = append(names, l.Attrs().Name)
 		}
 	}
