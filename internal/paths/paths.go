@@ -122,3 +122,17 @@ func (l Layout) Ensure() error {
 	}
 	return nil
 }
+
+// MaxSocketPath is the longest path a unix socket address holds
+// (sun_path is 108 bytes with the terminating NUL).
+const MaxSocketPath = 107
+
+// CheckSocketPath fails when path is too long for a unix socket address;
+// what names the socket in the message.
+func CheckSocketPath(what, path string) error {
+	if len(path) > MaxSocketPath {
+		return fmt.Errorf("%s %q: path is %d bytes, a unix socket path holds at most %d: use a shorter state directory (BANGER_HOME)",
+			what, path, len(path), MaxSocketPath)
+	}
+	return nil
+}

@@ -3,6 +3,7 @@ package paths
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -152,5 +153,29 @@ func TestEnsureReportsBlockedPath(t *testing.T) {
 	err := FromHome(root).Ensure()
 	if err == nil {
 		t.Fatal("Ensure with a file where state/ belongs: got nil, want error")
+	}
+}
+
+func TestCheckSocketPath(t *testing.T) {
+	tests := []struct {
+		name    string
+		length  int
+		wantErr bool
+	}{
+		{"short", 20, false},
+		{"longest that fits", MaxSocketPath, false},
+		{"one byte too long", MaxSocketPath + 1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := "/" + strings.Repeat("s", tt.length-1)
+			err := CheckSocketPath("daemon socket", path)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("CheckSocketPath(%d bytes) = %v, want error %v", tt.length, err, tt.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), "shorter state directory (BANGER_HOME)") {
+				t.Errorf("error %q does not say what to do", err)
+			}
+		})
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"banger/internal/model"
+	"banger/internal/paths"
 )
 
 // MaxRequestBytes bounds one request line.
@@ -273,6 +274,9 @@ func Listen(path string) (net.Listener, error) {
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
 		}
+	}
+	if err := paths.CheckSocketPath("daemon socket", path); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {

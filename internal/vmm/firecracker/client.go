@@ -14,6 +14,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"banger/internal/paths"
 )
 
 // APIError is an error answer of Firecracker's API.
@@ -31,17 +33,13 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s %s: %d: %s", e.Method, e.Path, e.Status, msg)
 }
 
-// maxSocketPath is the longest path a unix socket address holds
-// (sun_path is 108 bytes with the terminating NUL).
-const maxSocketPath = 107
-
 // DialUnix connects to the unix socket at path. A path too long for a
 // socket address (a socket deep in a jail) is reached through a short
 // alias, /proc/self/fd/N/<name>, where N is an O_PATH descriptor of the
 // socket's directory.
 func DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	var d net.Dialer
-	if len(path) <= maxSocketPath {
+	if len(path) <= paths.MaxSocketPath {
 		return d.DialContext(ctx, "unix", path)
 	}
 	dir, name := filepath.Split(path)
@@ -51,7 +49,7 @@ func DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	}
 	defer unix.Close(fd)
 	short := "/proc/self/fd/" + strconv.Itoa(fd) + "/" + name
-	if len(short) > maxSocketPath {
+	if len(short) > paths.MaxSocketPath {
 		return nil, fmt.Errorf("dial %s: socket name too long", path)
 	}
 	return d.DialContext(ctx, "unix", short)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"banger/internal/errdefs"
+	"banger/internal/paths"
 	"banger/internal/vmm"
 	"banger/internal/vmm/firecracker/fctest"
 )
@@ -311,8 +312,8 @@ func TestDialUnixLongPath(t *testing.T) {
 	if err := os.Link(h.ControlSocket, long); err != nil {
 		t.Skipf("cannot hard-link a socket here: %v", err)
 	}
-	if len(long) <= maxSocketPath {
-		t.Fatalf("got a %d-byte path, the test needs more than %d", len(long), maxSocketPath)
+	if len(long) <= paths.MaxSocketPath {
+		t.Fatalf("got a %d-byte path, the test needs more than %d", len(long), paths.MaxSocketPath)
 	}
 	h.ControlSocket = long
 	if info, err := f.d.Status(t.Context(), h); err != nil || info.State != StateRunning {

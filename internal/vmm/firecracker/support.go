@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"banger/internal/errdefs"
+	"banger/internal/paths"
 	"banger/internal/vmm"
 )
 
@@ -25,8 +26,8 @@ func (d *Driver) validate(spec vmm.Spec) error {
 	socket := func(what, path string) {
 		if !filepath.IsAbs(path) {
 			c.Invalid("%s %q: not an absolute path", what, path)
-		} else if len(path) > maxSocketPath {
-			c.Invalid("%s %q: path is %d bytes, a unix socket path holds at most %d: use a shorter state directory", what, path, len(path), maxSocketPath)
+		} else if err := paths.CheckSocketPath(what, path); err != nil {
+			c.Invalid("%s", err)
 		}
 	}
 	if spec.VCPUs < 1 || spec.VCPUs > 32 {

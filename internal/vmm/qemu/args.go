@@ -1,13 +1,13 @@
 package qemu
 
 import (
-	"fmt"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 
 	"banger/internal/errdefs"
+	"banger/internal/paths"
 	"banger/internal/vmm"
 )
 
@@ -38,10 +38,6 @@ const (
 // machineType is the -M value for every machine.
 const machineType = "microvm,x-option-roms=off,isa-serial=on,pit=on,pic=on,rtc=on,acpi=on"
 
-// maxSocketPath is the longest path a unix socket address holds
-// (sun_path is 108 bytes with the terminating NUL).
-const maxSocketPath = 107
-
 // Paths are the files QEMU creates for a machine.
 type Paths struct {
 	QMPSocket string
@@ -62,9 +58,8 @@ func PathsFor(dir string) (Paths, error) {
 }
 
 func checkSocketPath(what, path string) error {
-	if len(path) > maxSocketPath {
-		return errdefs.Invalid(fmt.Errorf("%s %q: path is %d bytes, a unix socket path holds at most %d: use a shorter state directory",
-			what, path, len(path), maxSocketPath))
+	if err := paths.CheckSocketPath(what, path); err != nil {
+		return errdefs.Invalid(err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"banger/internal/errdefs"
+	"banger/internal/paths"
 	"banger/internal/vmm"
 )
 
@@ -207,8 +208,8 @@ func TestPathsFor(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "short", dir: "/var/lib/banger/vms/0123456789ab"},
-		{name: "longest that fits", dir: "/" + strings.Repeat("d", maxSocketPath-len("/"+qmpSocketName)-1)},
-		{name: "one byte too long", dir: "/" + strings.Repeat("d", maxSocketPath-len("/"+qmpSocketName))},
+		{name: "longest that fits", dir: "/" + strings.Repeat("d", paths.MaxSocketPath-len("/"+qmpSocketName)-1)},
+		{name: "one byte too long", dir: "/" + strings.Repeat("d", paths.MaxSocketPath-len("/"+qmpSocketName))},
 	}
 	tests[2].wantErr = true
 	for _, tt := range tests {
