@@ -115,7 +115,7 @@ func prepareJail(j Jail, spec vmm.Spec, kernel string, uid, gid int) (Layout, er
 	}
 	for i, id := range vmm.DiskIDs(spec.Disks, driveIDRE) {
 		name := jailDrivePref + id
-		if err := exposeDisk(spec.Disks[i].Path, filepath.Join(root, name), uid, gid); err != nil {
+		if err := exposeDisk(spec.Disks[i].Path, filepath.Join(root, name), uid, gid, spec.Disks[i].ReadOnly); err != nil {
 			return Layout{}, fmt.Errorf("prepare jail: disk %q: %w", spec.Disks[i].ID, err)
 		}
 		l.Drives = append(l.Drives, "/"+name)
@@ -171,8 +171,10 @@ func copyFile(src, dst string, mode os.FileMode) error {
 }
 
 // exposeDisk makes the disk at src usable by uid:gid at dst inside a
-// jail. A disk image is never copied: writes must reach it.
-func exposeDisk(src, dst string, uid, gid int) error {
+// jail. A disk image is never copied: writes must reach it. A read-only
+// image that everyone may read keeps its owner (one such disk, a
+// modules disk, serves many VMs).
+func exposeDisk(src, dst string, uid, gid int, readOnly bool) error {
 	var st unix.Stat_t
 	if err := unix.Stat(src, &st); err != nil {
 		return &os.PathError{Op: "stat", Path: src, Err: err}
@@ -189,8 +191,10 @@ func exposeDisk(src, dst string, uid, gid int) error {
 	}
 	// Firecracker opens the image read-write as uid: the image itself
 	// (the one inode behind the link or the mount) changes owner.
-	if err := os.Chown(src, uid, gid); err != nil {
-		return err
+	if !readOnly || st.Mode&0o004 == 0 {
+		if err := os.Chown(src, uid, gid); err != nil {
+			return err
+		}
 	}
 	err := os.Link(src, dst)
 	if err == nil || !errors.Is(err, unix.EXDEV) {

@@ -51,8 +51,11 @@ func TestPrepareJailRoot(t *testing.T) {
 	spec.Disks = []vmm.Disk{
 		{ID: "work", Path: filepath.Join(other, "work.ext4"), Format: "raw"},
 		{ID: "system", Path: "/dev/loop0", Format: "raw"},
+		// A shared read-only disk readable by all keeps its owner.
+		{ID: "modules", Path: filepath.Join(base, "modules.ext4"), Format: "raw", ReadOnly: true},
 	}
 	os.WriteFile(spec.Disks[0].Path, []byte("user data"), 0o600)
+	os.WriteFile(spec.Disks[2].Path, []byte("modules"), 0o644)
 	kernel := filepath.Join(base, "vmlinux")
 	os.WriteFile(kernel, []byte("k"), 0o644)
 
@@ -74,6 +77,10 @@ func TestPrepareJailRoot(t *testing.T) {
 	unix.Stat(spec.Disks[0].Path, &ws)
 	if ws.Uid != uid || ws.Gid != gid {
 		t.Errorf("got image owner %d:%d, want %d:%d", ws.Uid, ws.Gid, uid, gid)
+	}
+	var ms unix.Stat_t
+	if err := unix.Stat(filepath.Join(j.Root(), strings.TrimPrefix(l.Drives[2], "/")), &ms); err != nil || ms.Uid != 0 || ms.Gid != 0 {
+		t.Errorf("got read-only disk in the jail %+v, %v, want it there and still owned by root", ms, err)
 	}
 	var ds unix.Stat_t
 	if err := unix.Stat(filepath.Join(j.Root(), strings.TrimPrefix(l.Drives[1], "/")), &ds); err != nil ||
