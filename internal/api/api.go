@@ -85,6 +85,24 @@ type Ref struct {
 	Ref string `json:"ref"`
 }
 
+// ImageDetails is image.show's answer: the image, and what its directory
+// says about how its VMs boot.
+type ImageDetails struct {
+	model.Image
+	// FirstBoot is set for an image without systemd or sshd: each VM's
+	// first boot installs them (see docs/guest.md) and needs NAT.
+	FirstBoot *FirstBoot `json:"first_boot,omitempty"`
+	// ModulesDisk is the read-only disk with the kernel's modules that
+	// the image's VMs get, "" when none.
+	ModulesDisk string `json:"modules_disk,omitempty"`
+}
+
+// FirstBoot says what a VM's first boot installs, and with what.
+type FirstBoot struct {
+	PackageManager string   `json:"package_manager"`
+	Installs       []string `json:"installs"`
+}
+
 // Refs names several VMs.
 type Refs struct {
 	Refs []string `json:"refs"`

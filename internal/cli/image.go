@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -88,18 +89,24 @@ func newImageShowCmd(g *globals) *cobra.Command {
 		Short: "Show an image's artifacts",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var img model.Image
-			if err := g.call(cmd.Context(), api.MethodImageShow, api.Ref{Ref: args[0]}, &img); err != nil {
+			var d api.ImageDetails
+			if err := g.call(cmd.Context(), api.MethodImageShow, api.Ref{Ref: args[0]}, &d); err != nil {
 				return err
 			}
 			if asJSON {
-				return printJSON(g.stdout, img)
+				return printJSON(g.stdout, d)
+			}
+			img := d.Image
+			firstBoot := ""
+			if fb := d.FirstBoot; fb != nil {
+				firstBoot = fmt.Sprintf("installs %s with %s (needs --nat)", strings.Join(fb.Installs, " and "), fb.PackageManager)
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			for _, kv := range [][2]string{
 				{"Name", img.Name}, {"ID", img.ID}, {"Managed", fmt.Sprint(img.Managed)},
 				{"Rootfs", img.RootfsPath}, {"Work seed", img.WorkSeedPath}, {"Kernel", img.KernelPath},
-				{"Initrd", img.InitrdPath}, {"Modules", img.ModulesDir}, {"Size", img.BuildSize},
+				{"Initrd", img.InitrdPath}, {"Modules", img.ModulesDir}, {"Modules disk", d.ModulesDisk},
+				{"First boot", firstBoot}, {"Size", img.BuildSize},
 				{"SSH key", img.SeededSSHPublicKeyFingerprint}, {"Created", img.CreatedAt.Local().String()},
 			} {
 				if kv[1] != "" {

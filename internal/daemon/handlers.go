@@ -29,8 +29,8 @@ func (d *Daemon) register(srv *rpc.Server) {
 	rpc.Register(srv, api.MethodImageList, func(ctx context.Context, _ api.Empty) ([]model.Image, error) {
 		return d.store.ListImages(ctx)
 	})
-	rpc.Register(srv, api.MethodImageShow, func(ctx context.Context, r api.Ref) (model.Image, error) {
-		return d.store.GetImage(ctx, r.Ref)
+	rpc.Register(srv, api.MethodImageShow, func(ctx context.Context, r api.Ref) (api.ImageDetails, error) {
+		return d.images.Details(ctx, r.Ref)
 	})
 	rpc.Register(srv, api.MethodImageDelete, func(ctx context.Context, r api.Ref) (api.Empty, error) {
 		return api.Empty{}, d.images.Delete(ctx, r.Ref)

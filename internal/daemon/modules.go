@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"banger/internal/api"
 	"banger/internal/image"
 	"banger/internal/model"
 )
@@ -51,8 +52,20 @@ func (m *images) modulesDisk(ctx context.Context, kernelPath, modulesDir, rootfs
 // modulesTempPrefix starts the name of a modules disk being made.
 const modulesTempPrefix = ".modules-"
 
-// fileExists reports whether path is a regular file.
-func fileExists(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular()
+// Details returns the image ref with its first-boot and modules disk
+// details.
+func (m *images) Details(ctx context.Context, ref string) (api.ImageDetails, error) {
+	img, err := m.store.GetImage(ctx, ref)
+	if err != nil {
+		return api.ImageDetails{}, err
+	}
+	d := api.ImageDetails{Image: img, ModulesDisk: image.ModulesDiskOf(img.ArtifactDir)}
+	fb, ok, err := image.ReadFirstBoot(img.ArtifactDir)
+	if err != nil {
+		return api.ImageDetails{}, fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	if ok {
+		d.FirstBoot = &api.FirstBoot{PackageManager: fb.PackageManager, Installs: fb.Installs}
+	}
+	return d, nil
 }

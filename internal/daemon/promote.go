@@ -142,7 +142,7 @@ func (d *Daemon) promote(ctx context.Context, req api.ImagePromoteRequest, repor
 	if img.WorkSeedPath == "" {
 		img.SeededSSHPublicKeyFingerprint = ""
 	}
-	if from := filepath.Join(src.ArtifactDir, image.ModulesDiskName); src.ArtifactDir != "" && fileExists(from) {
+	if from := image.ModulesDiskOf(src.ArtifactDir); from != "" {
 		if err := linkOrCopy(ctx, from, filepath.Join(dir, image.ModulesDiskName), share); err != nil {
 			return model.Image{}, fail(fmt.Errorf("modules disk of image %s: %w", src.Name, err))
 		}

@@ -26,6 +26,19 @@ const ModulesDiskName = "modules.ext4"
 // ModulesLabel is the modules disk's filesystem label.
 const ModulesLabel = "banger-modules"
 
+// ModulesDiskOf returns the modules disk in the image dir artifactDir,
+// "" when it has none.
+func ModulesDiskOf(artifactDir string) string {
+	if artifactDir == "" {
+		return ""
+	}
+	p := filepath.Join(artifactDir, ModulesDiskName)
+	if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
+		return ""
+	}
+	return p
+}
+
 // modulesHeadroom is added to the modules' size for the filesystem's own
 // structures.
 const modulesHeadroom = 64 << 20

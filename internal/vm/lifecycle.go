@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"banger/internal/errdefs"
+	"banger/internal/image"
 	"banger/internal/model"
 	"banger/internal/network"
 	"banger/internal/sshkey"
@@ -94,7 +95,7 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 			{ID: "work", Path: rec.Runtime.WorkDiskPath, Format: "raw"},
 		},
 	}
-	if disk := modulesDisk(img); disk != "" {
+	if disk := image.ModulesDiskOf(img.ArtifactDir); disk != "" {
 		spec.Disks = append(spec.Disks, vmm.Disk{ID: "modules", Path: disk, Format: "raw", ReadOnly: true})
 	}
 	steps := []step{

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"banger/internal/errdefs"
@@ -121,17 +120,4 @@ func kernelCmdline(p bootParams) string {
 		args = append(args, "init="+image.FirstBootInit)
 	}
 	return strings.Join(args, " ")
-}
-
-// modulesDisk returns the modules disk of img (see
-// image.MakeModulesDisk), "" when it has none.
-func modulesDisk(img model.Image) string {
-	if img.ArtifactDir == "" {
-		return ""
-	}
-	p := filepath.Join(img.ArtifactDir, image.ModulesDiskName)
-	if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-		return ""
-	}
-	return p
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"banger/internal/api"
 	"banger/internal/config"
 	"banger/internal/image"
 	"banger/internal/model"
@@ -50,6 +52,17 @@ func TestFirstBoot(t *testing.T) {
 	r := e.ok("image", "pull", "--insecure", host+"/minbase:1", "--name", "minbase")
 	if want := "each VM installs systemd and sshd with apt-get at its first boot, which needs NAT"; !strings.Contains(r.stderr, want) {
 		t.Errorf("pull output lacks %q:\n%s", want, r.stderr)
+	}
+
+	var details api.ImageDetails
+	if err := json.Unmarshal([]byte(e.ok("image", "show", "--json", "minbase").stdout), &details); err != nil {
+		t.Fatalf("decode image show: %v", err)
+	}
+	if fb := details.FirstBoot; fb == nil || fb.PackageManager != "apt-get" || strings.Join(fb.Installs, ",") != "systemd,sshd" || details.ModulesDisk == "" {
+		t.Errorf("image show: first boot %+v, modules disk %q; want apt-get installing systemd and sshd, and a modules disk", fb, details.ModulesDisk)
+	}
+	if r := e.ok("image", "show", "minbase"); !strings.Contains(r.stdout, "installs systemd and sshd with apt-get (needs --nat)") {
+		t.Errorf("image show lacks the first boot line:\n%s", r.stdout)
 	}
 
 	t.Run("refused without nat", func(t *testing.T) {
