@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"banger/internal/api"
+	"banger/internal/errdefs"
 	"banger/internal/image"
 	"banger/internal/model"
 )
@@ -47,6 +48,41 @@ func (m *images) modulesDisk(ctx context.Context, kernelPath, modulesDir, rootfs
 		return "", false, fmt.Errorf("modules disk: %w", err)
 	}
 	return path, false, nil
+}
+
+// addModulesDisk links the modules disk of the kernel at kernelPath
+// (see modulesDisk) into the image dir. A kernel without modules only
+// gets a warning: its VMs boot, without loadable modules. of names the
+// kernel's source in messages.
+func (m *images) addModulesDisk(ctx context.Context, dir, kernelPath, modulesDir, rootfs, of string, report func(step, msg string)) error {
+	warn := func(msg string) {
+		if report != nil {
+			report("warning", msg)
+		}
+	}
+	if modulesDir == "" && rootfs == "" {
+		warn(of + " has no modules: the VMs cannot load any (modprobe fails)")
+		return nil
+	}
+	disk, cached, err := m.modulesDisk(ctx, kernelPath, modulesDir, rootfs)
+	if errdefs.IsNotFound(err) {
+		warn(of + " has no kernel modules: the VMs cannot load any (modprobe fails)")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if report != nil {
+		how := "made"
+		if cached {
+			how = "cached"
+		}
+		report("modules", fmt.Sprintf("kernel modules from %s on a read-only disk (%s)", of, how))
+	}
+	if err := linkOrCopy(ctx, disk, filepath.Join(dir, image.ModulesDiskName), true); err != nil {
+		return fmt.Errorf("modules disk: %w", err)
+	}
+	return nil
 }
 
 // modulesTempPrefix starts the name of a modules disk being made.

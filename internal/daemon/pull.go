@@ -205,31 +205,8 @@ func (m *images) Pull(ctx context.Context, req api.ImagePullRequest, keychain au
 	if kern.ID != "" {
 		rootfs = ""
 	}
-	if modules == "" && rootfs == "" {
-		if report != nil {
-			report("warning", fmt.Sprintf("kernel %s has no modules: the VMs cannot load any (modprobe fails)", kern.Name))
-		}
-	} else {
-		disk, cached, err := m.modulesDisk(ctx, img.KernelPath, modules, rootfs)
-		switch {
-		case errdefs.IsNotFound(err):
-			if report != nil {
-				report("warning", fmt.Sprintf("%s has no kernel modules: the VMs cannot load any (modprobe fails)", bootOf))
-			}
-		case err != nil:
-			return model.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
-		default:
-			if report != nil {
-				how := "made"
-				if cached {
-					how = "cached"
-				}
-				report("modules", fmt.Sprintf("kernel modules from %s on a read-only disk (%s)", bootOf, how))
-			}
-			if err := linkOrCopy(ctx, disk, filepath.Join(dir, image.ModulesDiskName), true); err != nil {
-				return model.Image{}, fmt.Errorf("pull %s: modules disk: %w", req.Ref, err)
-			}
-		}
+	if err := m.addModulesDisk(ctx, dir, img.KernelPath, modules, rootfs, bootOf, report); err != nil {
+		return model.Image{}, fmt.Errorf("pull %s: %w", req.Ref, err)
 	}
 	now := model.Now()
 	img.CreatedAt, img.UpdatedAt = now, now
