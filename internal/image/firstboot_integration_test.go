@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"banger/internal/testutil/minbase"
 )
 
 // TestFirstBootScript runs guest/banger-firstboot in a chroot of a
@@ -29,7 +31,8 @@ func TestFirstBootScript(t *testing.T) {
 			t.Skipf("%s not in PATH: install mmdebstrap and util-linux", tool)
 		}
 	}
-	base := minbaseTree(t)
+	base := filepath.Join(t.TempDir(), "minbase")
+	minbase.Make(t, minbase.Repo(t), base)
 
 	// stubInstall is a package manager that records its arguments and
 	// "installs" systemd (a stub that reports and exits), sshd and the
@@ -199,33 +202,6 @@ func runFirstBoot(t *testing.T, root, env string) (string, bool) {
 			}
 		}
 	}
-}
-
-// minbaseTree makes a Debian minbase root with apt (no systemd, no sshd)
-// once per test binary run, from the package cache when it has packages,
-// else from the Debian mirror.
-func minbaseTree(t *testing.T) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "minbase")
-	source := "http://deb.debian.org/debian"
-	cache := filepath.Join(testPackageCache(), "bookworm")
-	if debs, _ := filepath.Glob(filepath.Join(cache, "*.deb")); len(debs) > 0 {
-		repo := t.TempDir()
-		for _, deb := range debs {
-			if err := os.Symlink(deb, filepath.Join(repo, filepath.Base(deb))); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := WriteFlatRepo(t.Context(), repo, "bookworm"); err != nil {
-			t.Fatal(err)
-		}
-		source = "deb [trusted=yes] copy://" + repo + " ./"
-	}
-	cmd := exec.CommandContext(t.Context(), "mmdebstrap", "--variant=minbase", "--include=apt", "--mode=root", "--quiet", "bookworm", dir, source)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mmdebstrap: %v: %s", err, out)
-	}
-	return dir
 }
 
 // syncBuffer is an output buffer a command writes while the test reads.

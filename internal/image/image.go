@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"banger/internal/aptrepo"
 	"banger/internal/errdefs"
 	"banger/internal/hostexec"
 	"banger/internal/model"
@@ -315,7 +316,7 @@ func (b *build) bootstrap(ctx context.Context) error {
 		return err
 	}
 	if err := probeMirror(ctx, plan.Mirror, plan.Suite); err != nil {
-		source, oerr := offlineSource(ctx, plan.DebCache, plan.Suite)
+		source, oerr := aptrepo.Write(ctx, plan.DebCache, plan.Suite)
 		if oerr != nil {
 			return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf(
 				"debian mirror %s is unreachable (%v) and no offline build is possible (%v); connect the host to the network or pass a reachable --mirror", plan.Mirror, err, oerr))

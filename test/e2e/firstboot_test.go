@@ -4,11 +4,9 @@ package e2e
 
 import (
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,9 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"banger/internal/api"
-	"banger/internal/config"
-	"banger/internal/image"
 	"banger/internal/model"
+	"banger/internal/testutil/minbase"
 )
 
 // TestFirstBoot pulls an image without systemd and sshd (a Debian
@@ -36,7 +33,10 @@ func TestFirstBoot(t *testing.T) {
 	e.ensureImage()
 	host, transport := e.startRegistry()
 	e.uplink()
-	repo := flatRepo(t)
+	repo := minbase.Repo(t)
+	if repo == "" {
+		t.Fatalf("the package cache %s has no .deb files; the default image build fills it", minbase.PackageCache())
+	}
 	mirror := e.serveDir(e.netns+"-up", "198.51.100.1:0", repo)
 
 	start := time.Now()
@@ -160,40 +160,12 @@ func TestFirstBoot(t *testing.T) {
 	})
 }
 
-// flatRepo is an apt repository of the package cache's .debs (linked
-// into a directory of the test) with its own index.
-func flatRepo(t *testing.T) string {
-	t.Helper()
-	cache := filepath.Join(config.DefaultPackageCacheDir, "bookworm")
-	debs, _ := filepath.Glob(filepath.Join(cache, "*.deb"))
-	if len(debs) == 0 {
-		t.Fatalf("the package cache %s has no .deb files; the default image build fills it", cache)
-	}
-	dir := t.TempDir()
-	for _, deb := range debs {
-		dst := filepath.Join(dir, filepath.Base(deb))
-		if err := os.Link(deb, dst); err != nil {
-			if err := os.Symlink(deb, dst); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if _, err := image.WriteFlatRepo(context.Background(), dir, "bookworm"); err != nil {
-		t.Fatalf("index the package cache: %v", err)
-	}
-	return dir
-}
-
 // minbaseLayer is a Debian minbase root with apt (no systemd, no sshd,
 // as in Debian's container images) made from repo, as one layer.
 func minbaseLayer(t *testing.T, repo string) v1.Layer {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "minbase.tar")
-	cmd := exec.Command("mmdebstrap", "--variant=minbase", "--include=apt", "--mode=root", "--format=tar", "--quiet",
-		"bookworm", out, "deb [trusted=yes] copy://"+repo+" ./")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mmdebstrap: %v: %s", err, b)
-	}
+	minbase.Make(t, repo, out)
 	l, err := tarball.LayerFromFile(out, tarball.WithCompressionLevel(gzip.BestSpeed))
 	if err != nil {
 		t.Fatalf("layer: %v", err)

@@ -1,4 +1,4 @@
-package image
+package aptrepo
 
 import (
 	"crypto/sha256"
@@ -24,12 +24,12 @@ func TestIndexStanza(t *testing.T) {
 	}
 }
 
-func TestOfflineSource(t *testing.T) {
+func TestWrite(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		t.Skip("dpkg-deb not in PATH; install dpkg to run this test")
 	}
 	t.Run("empty cache", func(t *testing.T) {
-		if _, err := offlineSource(t.Context(), t.TempDir(), "bookworm"); err == nil || !strings.Contains(err.Error(), "is empty") {
+		if _, err := Write(t.Context(), t.TempDir(), "bookworm"); err == nil || !strings.Contains(err.Error(), "is empty") {
 			t.Errorf("got %v, want an 'is empty' error", err)
 		}
 	})
@@ -43,7 +43,7 @@ func TestOfflineSource(t *testing.T) {
 		if out, err := exec.Command("dpkg-deb", "--build", "--root-owner-group", pkg, deb).CombinedOutput(); err != nil {
 			t.Fatalf("dpkg-deb --build: %v: %s", err, out)
 		}
-		line, err := offlineSource(t.Context(), cache, "bookworm")
+		line, err := Write(t.Context(), cache, "bookworm")
 		if err != nil {
 			t.Fatal(err)
 		}
