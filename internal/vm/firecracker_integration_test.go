@@ -5,7 +5,6 @@ package vm
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"banger/internal/hostexec"
 	"banger/internal/model"
 	"banger/internal/storage"
+	"banger/internal/testutil/privnet"
 	"banger/internal/vmm"
 	"banger/internal/vmm/firecracker"
 	"banger/internal/vmm/firecracker/fctest"
@@ -34,52 +34,20 @@ import (
 
 const (
 	fakeFCMainEnv = "BANGER_VM_FAKEFC_MAIN"
-	netnsEnv      = "BANGER_VM_TEST_NETNS"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeFCMainEnv) == "1" {
 		os.Exit(fctest.Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	if os.Geteuid() == 0 && os.Getenv(netnsEnv) == "" {
-		self, err := os.Executable()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "find test binary: %v\n", err)
-			os.Exit(1)
-		}
-		hostNS, err := os.Readlink("/proc/self/ns/net")
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "read network namespace: %v\n", err)
-			os.Exit(1)
-		}
-		cmd := exec.Command("unshare", append([]string{"-n", "--", self}, os.Args[1:]...)...)
-		cmd.Env = append(os.Environ(), netnsEnv+"="+hostNS)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			var exitErr *exec.ExitError
-			if errors.As(err, &exitErr) {
-				os.Exit(exitErr.ExitCode())
-			}
-			fmt.Fprintf(os.Stderr, "re-exec under unshare -n: %v\n", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	privnet.Main(m)
 }
 
 // requirePrivateNetns skips without root and fails unless the test runs
 // in a network namespace other than the machine's.
 func requirePrivateNetns(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespace, TAP devices): run `sudo go test -tags integration ./internal/vm/`")
-	}
-	self, err := os.Readlink("/proc/self/ns/net")
-	host := os.Getenv(netnsEnv)
-	if err != nil || host == "" || self == host {
-		t.Fatalf("refusing to run: not in a private network namespace (self %s, machine %s, %v)", self, host, err)
-	}
+	privnet.Require(t, "run `sudo go test -tags integration ./internal/vm/`")
 	for _, tool := range []string{"ip", "mkfs.ext4", "debugfs", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s: install it (iproute2, e2fsprogs, the Go toolchain)", tool)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"banger/internal/hostexec"
+	"banger/internal/testutil/privnet"
 	"banger/internal/vmm"
 )
 
@@ -29,53 +30,18 @@ import (
 // READY, rootfs.ext4, work-seed.ext4, vmlinuz, initrd.img and id_ed25519.
 
 const (
-	netnsEnv  = "BANGER_QEMU_TEST_IN_NETNS"
 	testTap   = "tap-bqt0"
 	testGuest = "172.16.0.5"
 	testMAC   = "02:ab:cd:ef:01:23"
 )
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 && os.Getenv(netnsEnv) == "" {
-		self, err := os.Executable()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "find test binary: %v\n", err)
-			os.Exit(1)
-		}
-		cmd := exec.Command("unshare", append([]string{"-n", "--", self}, os.Args[1:]...)...)
-		// The child compares its namespace with this one.
-		hostNS, err := os.Readlink("/proc/self/ns/net")
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "read network namespace: %v\n", err)
-			os.Exit(1)
-		}
-		cmd.Env = append(os.Environ(), netnsEnv+"="+hostNS)
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			var exitErr *exec.ExitError
-			if errors.As(err, &exitErr) {
-				os.Exit(exitErr.ExitCode())
-			}
-			fmt.Fprintf(os.Stderr, "re-exec under unshare -n: %v\n", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { privnet.Main(m) }
 
 // requireNetns skips without root and fails unless the test runs in a
 // network namespace other than the machine's.
 func requireNetns(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespace, TAP): run `sudo go test -tags integration ./internal/vmm/qemu/`")
-	}
-	self, err := os.Readlink("/proc/self/ns/net")
-	host := os.Getenv(netnsEnv)
-	if err != nil || host == "" || self == host {
-		t.Fatalf("refusing to run: not in a private network namespace (self %s, machine %s, %v)", self, host, err)
-	}
+	privnet.Require(t, "run `sudo go test -tags integration ./internal/vmm/qemu/`")
 }
 
 var netSetUp bool
