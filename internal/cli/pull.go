@@ -74,19 +74,26 @@ func (o *pullOptions) request(ref string) api.ImagePullRequest {
 }
 
 func runPull(ctx context.Context, g *globals, ref string, o pullOptions) error {
+	return makeImage(ctx, g, api.MethodImagePull, o.request(ref), o.quiet, o.asJSON)
+}
+
+// makeImage calls method, which makes an image (a pull or a build), and
+// prints it: progress on stderr (see pullPrinter; only warnings when
+// quiet), the image on stdout, as JSON or its name and short id.
+func makeImage(ctx context.Context, g *globals, method string, req any, quiet, asJSON bool) error {
 	c, err := g.connect(ctx)
 	if err != nil {
 		return err
 	}
-	p := newPullPrinter(g, o.quiet)
+	p := newPullPrinter(g, quiet)
 	c.OnNotify = p.notify
 	var img model.Image
-	err = c.Call(ctx, api.MethodImagePull, o.request(ref), &img)
+	err = c.Call(ctx, method, req, &img)
 	p.finish()
 	if err != nil {
 		return err
 	}
-	if o.asJSON {
+	if asJSON {
 		return printJSON(g.stdout, img)
 	}
 	fmt.Fprintf(g.stdout, "%s\t%s\n", img.Name, img.ID[:12])

@@ -96,21 +96,5 @@ func runImageBuild(ctx context.Context, g *globals, name string, o imageBuildOpt
 	if err != nil {
 		return err
 	}
-	c, err := g.connect(ctx)
-	if err != nil {
-		return err
-	}
-	p := newPullPrinter(g, o.quiet)
-	c.OnNotify = p.notify
-	var img model.Image
-	err = c.Call(ctx, api.MethodImageBuild, req, &img)
-	p.finish()
-	if err != nil {
-		return err
-	}
-	if o.asJSON {
-		return printJSON(g.stdout, img)
-	}
-	fmt.Fprintf(g.stdout, "%s\t%s\n", img.Name, img.ID[:12])
-	return nil
+	return makeImage(ctx, g, api.MethodImageBuild, req, o.quiet, o.asJSON)
 }
