@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,8 +16,6 @@ import (
 	"banger/internal/errdefs"
 	"banger/internal/image"
 	"banger/internal/oci"
-	"banger/internal/paths"
-	"banger/internal/store"
 )
 
 func TestPullProgress(t *testing.T) {
@@ -154,16 +150,7 @@ func TestLinkOrCopy(t *testing.T) {
 // fetched or made: each is one line of the right kind and leaves no
 // image record or directory.
 func TestPullRefusesEarly(t *testing.T) {
-	layout := paths.FromHome(t.TempDir())
-	if err := layout.Ensure(); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(t.Context(), layout.DBFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	m := &images{layout: layout, store: st, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	m, layout := newTestImages(t)
 	kernel := filepath.Join(t.TempDir(), "vmlinuz")
 	if err := os.WriteFile(kernel, []byte("k"), 0o644); err != nil {
 		t.Fatal(err)
@@ -193,7 +180,7 @@ func TestPullRefusesEarly(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error %q spans lines", err)
 			}
-			imgs, err := st.ListImages(t.Context())
+			imgs, err := m.store.ListImages(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}

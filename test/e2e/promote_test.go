@@ -59,18 +59,7 @@ func TestImagePromote(t *testing.T) {
 	start = time.Now()
 	r := e.ok("image", "promote", "src", "promoted-img")
 	t.Logf("image promote took %s\n%s", time.Since(start).Round(time.Second), r.stderr)
-	var img model.Image
-	if err := json.Unmarshal([]byte(e.ok("image", "show", "--json", "promoted-img").stdout), &img); err != nil {
-		t.Fatalf("decode image: %v", err)
-	}
-	if !img.Managed || filepath.Dir(img.ArtifactDir) != e.imagesDir() {
-		t.Errorf("promoted image: managed %v dir %q, want a managed image under %s", img.Managed, img.ArtifactDir, e.imagesDir())
-	}
-	for _, p := range []string{img.RootfsPath, img.KernelPath, img.InitrdPath, img.WorkSeedPath} {
-		if filepath.Dir(p) != img.ArtifactDir {
-			t.Errorf("artifact %q is outside the image dir %s", p, img.ArtifactDir)
-		}
-	}
+	img := e.managedImage("promoted-img")
 	if st, err := os.Stat(img.RootfsPath); err != nil || st.Size() >= model.DefaultSystemOverlaySize {
 		t.Errorf("promoted rootfs: %v, want a file shrunk below the %d-byte system disk the guest grew into", err, model.DefaultSystemOverlaySize)
 	} else {

@@ -101,18 +101,7 @@ func TestImagePull(t *testing.T) {
 	if strings.Contains(r.stderr, "\r") {
 		t.Errorf("pull progress holds terminal rewrites while stderr is not a terminal:\n%q", r.stderr)
 	}
-	var pulled model.Image
-	if err := json.Unmarshal([]byte(e.ok("image", "show", "--json", "pulled").stdout), &pulled); err != nil {
-		t.Fatalf("decode image: %v", err)
-	}
-	if !pulled.Managed || filepath.Dir(pulled.ArtifactDir) != e.imagesDir() {
-		t.Errorf("pulled image: managed %v dir %q, want a managed image under %s", pulled.Managed, pulled.ArtifactDir, e.imagesDir())
-	}
-	for _, p := range []string{pulled.RootfsPath, pulled.KernelPath, pulled.InitrdPath, pulled.WorkSeedPath} {
-		if filepath.Dir(p) != pulled.ArtifactDir {
-			t.Errorf("artifact %q is outside the image dir %s", p, pulled.ArtifactDir)
-		}
-	}
+	pulled := e.managedImage("pulled")
 
 	t.Run("bad inputs leave nothing", func(t *testing.T) {
 		cases := []struct {
@@ -179,6 +168,25 @@ func TestImagePull(t *testing.T) {
 }
 
 func (e *env) imagesDir() string { return filepath.Join(e.home, "state", "images") }
+
+// managedImage returns the image name, checking that it is managed: its
+// directory under the images dir, every artifact inside it.
+func (e *env) managedImage(name string) model.Image {
+	e.t.Helper()
+	var img model.Image
+	if err := json.Unmarshal([]byte(e.ok("image", "show", "--json", name).stdout), &img); err != nil {
+		e.t.Fatalf("decode image %s: %v", name, err)
+	}
+	if !img.Managed || filepath.Dir(img.ArtifactDir) != e.imagesDir() {
+		e.t.Errorf("image %s: managed %v dir %q, want a managed image under %s", name, img.Managed, img.ArtifactDir, e.imagesDir())
+	}
+	for _, p := range []string{img.RootfsPath, img.KernelPath, img.InitrdPath, img.WorkSeedPath} {
+		if filepath.Dir(p) != img.ArtifactDir {
+			e.t.Errorf("image %s: artifact %q is outside the image dir %s", name, p, img.ArtifactDir)
+		}
+	}
+	return img
+}
 
 // assertImages fails unless the env's images are exactly names and the
 // images dir holds one directory per managed one.
