@@ -62,8 +62,13 @@ The first run builds the default image, which takes a few minutes.`,
 				return errors.New("-d starts the VM in the background; it takes no command")
 			}
 			if path != "" {
-				// Bad paths fail before any VM is made.
-				if _, err := workspace.Inspect(cmd.Context(), path); err != nil {
+				// Bad paths, branch names and refs fail before any
+				// VM is made.
+				repo, err := workspace.Inspect(cmd.Context(), path)
+				if err != nil {
+					return err
+				}
+				if err := pf.resolve(cmd.Context(), repo); err != nil {
 					return err
 				}
 			}

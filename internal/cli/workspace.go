@@ -33,13 +33,40 @@ func (f *prepareFlags) register(cmd *cobra.Command) {
 }
 
 func (f *prepareFlags) check() error {
-	if _, err := workspace.ParseMode(f.mode); err != nil {
+	mode, err := workspace.ParseMode(f.mode)
+	if err != nil {
 		return err
 	}
 	if f.from != "" && f.branch == "" {
 		return errors.New("--from needs --branch")
 	}
+	if f.branch != "" && mode == model.WorkspacePrepareModeMetadataOnly {
+		return errors.New("--branch needs a copy in the guest; --mode metadata_only copies nothing")
+	}
 	return nil
+}
+
+// resolve checks the branch name and turns --from into the commit id it
+// names in repo, so that bad values fail before anything is made.
+func (f *prepareFlags) resolve(ctx context.Context, repo workspace.Repo) error {
+	if f.branch != "" {
+		if err := workspace.CheckBranchName(ctx, f.branch); err != nil {
+			return err
+		}
+	}
+	if f.from != "" {
+		id, err := workspace.ResolveCommit(ctx, repo, f.from)
+		if err != nil {
+			return fmt.Errorf("--from: %w", err)
+		}
+		f.from = id
+	}
+	return nil
+}
+
+// options are the plan options the flags ask for.
+func (f *prepareFlags) options(mode model.WorkspacePrepareMode) workspace.Options {
+	return workspace.Options{Mode: mode, IncludeUntracked: f.includeUntracked, From: f.from}
 }
 
 func newVMWorkspaceCmd(g *globals) *cobra.Command {
@@ -98,8 +125,11 @@ func (g *globals) dryRun(ctx context.Context, path string, f prepareFlags) error
 	if err != nil {
 		return err
 	}
+	if err := f.resolve(ctx, repo); err != nil {
+		return err
+	}
 	mode, _ := workspace.ParseMode(f.mode)
-	plan, err := workspace.NewPlan(ctx, repo, workspace.Options{Mode: mode, IncludeUntracked: f.includeUntracked})
+	plan, err := workspace.NewPlan(ctx, repo, f.options(mode))
 	if err != nil {
 		return err
 	}
@@ -118,10 +148,8 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 	if err != nil {
 		return model.VMWorkspace{}, err
 	}
-	if f.branch != "" {
-		if err := workspace.CheckBranchName(ctx, f.branch); err != nil {
-			return model.VMWorkspace{}, err
-		}
+	if err := f.resolve(ctx, repo); err != nil {
+		return model.VMWorkspace{}, err
 	}
 	var info api.SSHInfo
 	if err := c.Call(ctx, api.MethodVMSSHInfo, api.Ref{Ref: ref}, &info); err != nil {
@@ -154,8 +182,11 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 		GuestPath:        guestPath,
 		SourcePath:       repo.Path,
 		HeadCommit:       repo.HeadCommit,
+		Branch:           repo.Branch,
 		Mode:             mode,
 		IncludeUntracked: f.includeUntracked,
+		GuestBranch:      f.branch,
+		GuestBranchFrom:  f.from,
 		Fingerprint:      fingerprint,
 	}
 	var rec model.VMRecord
@@ -170,7 +201,7 @@ func (g *globals) prepare(ctx context.Context, c *rpc.Client, ref, path string, 
 // encryption: many times faster under software emulation), else over
 // SSH.
 func (g *globals) copyWorkspace(ctx context.Context, c *rpc.Client, info api.SSHInfo, repo workspace.Repo, guestPath string, mode model.WorkspacePrepareMode, f prepareFlags) error {
-	plan, err := workspace.NewPlan(ctx, repo, workspace.Options{Mode: mode, IncludeUntracked: f.includeUntracked})
+	plan, err := workspace.NewPlan(ctx, repo, f.options(mode))
 	if err != nil {
 		return err
 	}
@@ -243,7 +274,12 @@ func (g *globals) checkDrift(ctx context.Context, c *rpc.Client, info *api.SSHIn
 			ws.SourcePath, info.Name, info.Name, ws.SourcePath)
 		return nil
 	}
-	fresh, err := g.prepare(ctx, c, info.Name, ws.SourcePath, prepareFlags{mode: string(ws.Mode), includeUntracked: ws.IncludeUntracked})
+	fresh, err := g.prepare(ctx, c, info.Name, ws.SourcePath, prepareFlags{
+		mode:             string(ws.Mode),
+		includeUntracked: ws.IncludeUntracked,
+		branch:           ws.GuestBranch,
+		from:             ws.GuestBranchFrom,
+	})
 	if err != nil {
 		return err
 	}
@@ -273,6 +309,13 @@ touching the guest's own git index. Apply it on the host with git apply.`,
 			}
 			if base == "" {
 				base = ws.HeadCommit
+			} else if repo, err := workspace.Inspect(ctx, ws.SourcePath); err == nil {
+				// A ref of the host repository (say main, which a
+				// shallow copy does not have) becomes its commit id;
+				// one the host does not know is left to the guest.
+				if id, err := workspace.ResolveCommit(ctx, repo, base); err == nil {
+					base = id
+				}
 			}
 			script, err := workspace.ExportCommand(ws.GuestPath, base)
 			if err != nil {
@@ -298,7 +341,7 @@ touching the guest's own git index. Apply it on the host with git apply.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&base, "base-commit", "", "commit to diff against (default: HEAD at prepare time)")
+	cmd.Flags().StringVar(&base, "base-commit", "", "commit or ref to diff against (default: HEAD at prepare time); the guest copy must hold it")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write the patch to FILE instead of stdout")
 	return cmd
 }

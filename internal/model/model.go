@@ -244,6 +244,13 @@ type VMWorkspace struct {
 	Mode             WorkspacePrepareMode `json:"mode,omitempty"`
 	IncludeUntracked bool                 `json:"include_untracked,omitempty"`
 	Fingerprint      string               `json:"fingerprint,omitempty"`
+	// Branch is the host repository's branch at prepare time (empty
+	// when HEAD was detached). GuestBranch is the branch --branch made
+	// in the guest copy, starting at the commit GuestBranchFrom (HEAD
+	// when empty).
+	Branch          string `json:"branch,omitempty"`
+	GuestBranch     string `json:"guest_branch,omitempty"`
+	GuestBranchFrom string `json:"guest_branch_from,omitempty"`
 }
 
 // WorkspacePrepareMode says how a repository reaches the guest.

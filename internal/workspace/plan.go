@@ -25,6 +25,9 @@ type Options struct {
 	Mode model.WorkspacePrepareMode
 	// IncludeUntracked also sends untracked files that are not ignored.
 	IncludeUntracked bool
+	// From is a commit id (see ResolveCommit) a branch in the guest copy
+	// starts at: a shallow overlay then holds that commit too.
+	From string
 }
 
 // Kind is the type of a plan entry.
@@ -115,7 +118,7 @@ func NewPlan(ctx context.Context, repo Repo, opts Options) (*Plan, error) {
 	case mode == model.WorkspacePrepareModeFullCopy:
 		err = b.addFullCopy(ctx, repo, opts.IncludeUntracked)
 	default:
-		p.tmpDir, err = b.addShallowOverlay(ctx, repo, opts.IncludeUntracked)
+		p.tmpDir, err = b.addShallowOverlay(ctx, repo, opts.IncludeUntracked, opts.From)
 	}
 	if err != nil {
 		p.Close()

@@ -110,8 +110,9 @@ func CheckBranchName(ctx context.Context, name string) error {
 // ExportCommand returns the script that prints to stdout a binary patch
 // (`git diff --binary`) from baseCommit to the guest copy at guestPath as
 // it is on disk: new files (untracked ones too, ignored ones not),
-// changes, deletions, renames, mode changes. An empty baseCommit means a
-// repository that had no commits: the patch then creates every file.
+// changes, deletions, renames, mode changes. baseCommit is a commit id
+// or a ref the guest copy resolves; empty means a repository that had
+// no commits: the patch then creates every file.
 // The guest's index and HEAD are left alone: a temporary index is loaded
 // from baseCommit and given every file. The patch applies with
 // `git apply` to a clean checkout of baseCommit; it is empty when
@@ -120,16 +121,17 @@ func ExportCommand(guestPath, baseCommit string) (string, error) {
 	if err := checkGuestPath(guestPath); err != nil {
 		return "", err
 	}
-	base := `"$(git hash-object -t tree /dev/null)"` // the empty tree
+	base := `base="$(git hash-object -t tree /dev/null)"` // the empty tree
 	if baseCommit != "" {
-		if !isObjectID(baseCommit) {
-			return "", errdefs.Invalid(fmt.Errorf("base commit %q is not a commit id", baseCommit))
+		if err := checkRef(baseCommit); err != nil {
+			return "", err
 		}
-		base = baseCommit
+		base = "base=$(git rev-parse --verify --quiet --end-of-options " + ShellQuote(baseCommit+"^{commit}") + ") || {\n" +
+			"\techo " + ShellQuote(fmt.Sprintf("base commit %q is not a commit in the guest copy", baseCommit)) + " >&2\n\texit 1\n}"
 	}
 	return "set -e\n" + gitPreamble +
 		"cd " + ShellQuote(guestPath) + "\n" +
-		"base=" + base + "\n" +
+		base + "\n" +
 		`GIT_INDEX_FILE="$t/index"
 export GIT_INDEX_FILE
 git read-tree "$base"

@@ -2,6 +2,7 @@ package workspace
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -359,9 +360,6 @@ func TestGuestPathChecks(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ExportCommand("/root/x", "HEAD; rm -rf /"); !errdefs.IsInvalid(err) {
-		t.Errorf("ExportCommand with a base that is not an id: got %v, want an invalid-argument error", err)
-	}
 }
 
 // TestShellQuote runs quoted words through a real shell.
@@ -444,4 +442,142 @@ func TestSHA256Repository(t *testing.T) {
 	patch := exportPatch(t, guest, repo.HeadCommit)
 	host := applyOnClean(t, root, repo.HeadCommit, patch)
 	compareTrees(t, snapshot(t, host, skipPrefixes(".git")), snapshot(t, guest, skipPrefixes(".git")))
+}
+
+// TestBranchFromOlderCommit makes a branch at a commit older than HEAD,
+// named by a ref the host resolves: a shallow copy holds that commit as
+// a second shallow root, a full copy has it anyway.
+func TestBranchFromOlderCommit(t *testing.T) {
+	needTools(t)
+	root := filepath.Join(t.TempDir(), "older")
+	gitT(t, "/", "init", "-q", "-b", "main", root)
+	writeFile(t, root, "a.txt", []byte("one\n"), 0o644)
+	gitT(t, root, "add", "-A")
+	gitT(t, root, "commit", "-q", "-m", "one")
+	gitT(t, root, "tag", "v1")
+	writeFile(t, root, "a.txt", []byte("two\n"), 0o644)
+	writeFile(t, root, "b.txt", []byte("bravo\n"), 0o644)
+	gitT(t, root, "add", "-A")
+	gitT(t, root, "commit", "-q", "-m", "two")
+	writeFile(t, root, "c.txt", []byte("three\n"), 0o644)
+	gitT(t, root, "add", "-A")
+	gitT(t, root, "commit", "-q", "-m", "three")
+	repo := inspect(t, root)
+	older := gitT(t, root, "rev-parse", "HEAD~1")
+
+	for _, mode := range []model.WorkspacePrepareMode{model.WorkspacePrepareModeShallowOverlay, model.WorkspacePrepareModeFullCopy} {
+		for _, ref := range []string{"HEAD~1", older[:7], "v1"} {
+			t.Run(string(mode)+" "+ref, func(t *testing.T) {
+				from, err := ResolveCommit(t.Context(), repo, ref)
+				if err != nil {
+					t.Fatalf("ResolveCommit(%q): %v", ref, err)
+				}
+				want := gitT(t, root, "rev-parse", ref+"^{commit}")
+				if from != want {
+					t.Fatalf("ResolveCommit(%q): got %s, want %s", ref, from, want)
+				}
+				guest := filepath.Join(t.TempDir(), "r", "older")
+				prepareGuest(t, repo, Options{Mode: mode, From: from}, guest)
+				script, err := BranchCommand(t.Context(), guest, "feature", from)
+				if err != nil {
+					t.Fatalf("BranchCommand: %v", err)
+				}
+				if _, err := runScript(t, script, nil); err != nil {
+					t.Fatalf("branch script: %v", err)
+				}
+				if got := gitT(t, guest, "symbolic-ref", "--short", "HEAD"); got != "feature" {
+					t.Errorf("guest branch: got %q, want feature", got)
+				}
+				if got := gitT(t, guest, "rev-parse", "HEAD"); got != from {
+					t.Errorf("guest HEAD: got %s, want %s", got, from)
+				}
+				// A clean tree follows the branch's commit.
+				if got := gitT(t, guest, "status", "--porcelain"); got != "" {
+					t.Errorf("guest status: got %q, want clean", got)
+				}
+				if _, err := os.Stat(filepath.Join(guest, "c.txt")); !os.IsNotExist(err) {
+					t.Errorf("c.txt (added after %s): got %v, want it absent", ref, err)
+				}
+				if got := gitT(t, guest, "fsck", "--no-progress"); got != "" {
+					t.Errorf("git fsck in the guest: %s", got)
+				}
+			})
+		}
+	}
+
+	t.Run("shallow copy without From lacks the older commit", func(t *testing.T) {
+		guest := filepath.Join(t.TempDir(), "r", "older")
+		prepareGuest(t, repo, Options{}, guest)
+		script, err := BranchCommand(t.Context(), guest, "feature", older)
+		if err != nil {
+			t.Fatalf("BranchCommand: %v", err)
+		}
+		if _, err := runScript(t, script, nil); err == nil {
+			t.Errorf("branch script: got success, want git to miss commit %s", older)
+		}
+	})
+}
+
+func TestResolveCommitRefuses(t *testing.T) {
+	needTools(t)
+	root := fixtureRepo(t)
+	repo := inspect(t, root)
+	plain := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		repo Repo
+		ref  string
+	}{
+		{"empty", repo, ""},
+		{"unknown", repo, "no-such-branch"},
+		{"option", repo, "--all"},
+		{"newline", repo, "HEAD\nHEAD"},
+		{"too far back", repo, "HEAD~50"},
+		{"a tree", repo, "HEAD^{tree}"},
+		{"plain directory", inspect(t, plain), "HEAD"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ResolveCommit(t.Context(), tc.repo, tc.ref)
+			if !errdefs.IsInvalid(err) {
+				t.Errorf("ResolveCommit(%q): got %q, %v; want an invalid-argument error", tc.ref, got, err)
+			}
+		})
+	}
+}
+
+// TestExportBaseRef exports against a ref the guest copy resolves, and
+// refuses one it does not hold.
+func TestExportBaseRef(t *testing.T) {
+	needTools(t)
+	root := fixtureRepo(t)
+	repo := inspect(t, root)
+	guest := filepath.Join(t.TempDir(), "r", "my-repo")
+	prepareGuest(t, repo, Options{}, guest)
+	guestEdits(t, guest)
+
+	byID := exportPatch(t, guest, repo.HeadCommit)
+	// The guest committed on its branch, so HEAD~1 is the prepare base.
+	byRef := exportPatch(t, guest, "HEAD~1")
+	if !bytes.Equal(byRef, byID) {
+		t.Errorf("export against HEAD~1: the patch differs from the one against %s", repo.HeadCommit)
+	}
+	pwned := filepath.Join(t.TempDir(), "pwned")
+	for _, ref := range []string{"no-such-ref", "HEAD; touch " + pwned, "$(touch " + pwned + ")"} {
+		script, err := ExportCommand(guest, ref)
+		if err != nil {
+			t.Fatalf("ExportCommand(%q): %v", ref, err)
+		}
+		out, err := runScript(t, script, nil)
+		if want := fmt.Sprintf("base commit %q is not a commit in the guest copy", ref); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("export against %q: got %q, %v; want %q", ref, out, err, want)
+		}
+	}
+	if _, err := os.Stat(pwned); !os.IsNotExist(err) {
+		t.Errorf("a base ref ran as shell code: %s exists (%v)", pwned, err)
+	}
+	for _, bad := range []string{"-p", "a\nb"} {
+		if _, err := ExportCommand(guest, bad); !errdefs.IsInvalid(err) {
+			t.Errorf("ExportCommand(%q): got %v, want an invalid-argument error", bad, err)
+		}
+	}
 }

@@ -30,7 +30,11 @@ const checkoutAttributes = "* -text !eol -filter -ident !working-tree-encoding\n
 // exec bit equal HEAD's are not sent: the guest checks them out of the
 // .git, so their bytes travel once, compressed. It returns the temporary
 // directory that holds the .git.
-func (b *builder) addShallowOverlay(ctx context.Context, repo Repo, untracked bool) (tmp string, err error) {
+//
+// from, when set and not HEAD, is another commit the .git must hold (the
+// start of a branch made with --from): its commit, trees and blobs are
+// packed too, as a second shallow root.
+func (b *builder) addShallowOverlay(ctx context.Context, repo Repo, untracked bool, from string) (tmp string, err error) {
 	if err := b.addWorkTree(ctx, repo.Root, "", false, untracked); err != nil {
 		return "", err
 	}
@@ -55,7 +59,7 @@ func (b *builder) addShallowOverlay(ctx context.Context, repo Repo, untracked bo
 		return "", err
 	}
 	if repo.HeadCommit != "" {
-		if err := b.writeShallowHead(ctx, repo, tmp, format); err != nil {
+		if err := b.writeShallowHead(ctx, repo, tmp, format, from); err != nil {
 			return "", err
 		}
 	}
@@ -79,45 +83,34 @@ type treeEntry struct {
 // writeShallowHead fills the .git in tmp with HEAD's commit: a pack of
 // the commit and its whole tree, the branch or detached HEAD, the
 // shallow boundary and an index that matches HEAD. Sent files that equal
-// HEAD's version move from the archive to the checkout list.
-func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format string) error {
+// HEAD's version move from the archive to the checkout list. A from
+// commit other than HEAD is packed as well, with its tree.
+func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format, from string) error {
 	head := repo.HeadCommit
-	out, err := git(ctx, repo.Root, "ls-tree", "-r", "-t", "-l", "-z", "--full-tree", head)
-	if err != nil {
-		return err
-	}
-	root, err := git(ctx, repo.Root, "rev-parse", head+"^{tree}")
-	if err != nil {
-		return err
-	}
-	objects := bytes.NewBufferString(head + "\n" + string(root))
+	var objects bytes.Buffer
 	packed := map[string]bool{}
+	entries, err := commitObjects(ctx, repo.Root, head, &objects, packed)
+	if err != nil {
+		return err
+	}
+	roots := []string{head}
+	if from != "" && from != head {
+		if _, err := commitObjects(ctx, repo.Root, from, &objects, packed); err != nil {
+			return err
+		}
+		roots = append(roots, from)
+	}
 	var list bytes.Buffer
-	for _, rec := range splitNul(out) {
-		// <mode> SP <type> SP <object> SP+ <size> TAB <path>
-		meta, p, ok := bytes.Cut(rec, []byte{'\t'})
-		f := strings.Fields(string(meta))
-		if !ok || len(f) != 4 {
-			return fmt.Errorf("parse git ls-tree line %q", rec)
-		}
-		te := treeEntry{mode: f[0], typ: f[1], id: f[2], size: -1}
-		if f[3] != "-" {
-			if te.size, err = strconv.ParseInt(f[3], 10, 64); err != nil {
-				return fmt.Errorf("parse git ls-tree line %q: %w", rec, err)
-			}
-		}
-		if (te.typ == "tree" || te.typ == "blob") && !packed[te.id] {
-			packed[te.id] = true
-			objects.WriteString(te.id + "\n")
-		}
-		same, err := b.sameAsHead(format, string(p), te)
+	for _, e := range entries {
+		p, te := e.path, e.treeEntry
+		same, err := b.sameAsHead(format, p, te)
 		if err != nil {
 			return err
 		}
 		if same {
-			b.checkout = append(b.checkout, *b.entries[string(p)])
-			delete(b.entries, string(p))
-			list.Write(p)
+			b.checkout = append(b.checkout, *b.entries[p])
+			delete(b.entries, p)
+			list.WriteString(p)
 			list.WriteByte(0)
 		}
 	}
@@ -135,12 +128,20 @@ func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format s
 	if err != nil {
 		return err
 	}
-	out, err = git(ctx, repo.Root, "rev-list", "--parents", "-n", "1", head)
-	if err != nil {
-		return err
+	// Every packed commit that has parents is a shallow root: the guest
+	// holds none of its history.
+	var shallow strings.Builder
+	for _, c := range roots {
+		out, err := git(ctx, repo.Root, "rev-list", "--parents", "-n", "1", c)
+		if err != nil {
+			return err
+		}
+		if len(strings.Fields(string(out))) > 1 {
+			shallow.WriteString(c + "\n")
+		}
 	}
-	if len(strings.Fields(string(out))) > 1 {
-		if err := os.WriteFile(filepath.Join(tmp, ".git", "shallow"), []byte(head+"\n"), 0o644); err != nil {
+	if shallow.Len() > 0 {
+		if err := os.WriteFile(filepath.Join(tmp, ".git", "shallow"), []byte(shallow.String()), 0o644); err != nil {
 			return err
 		}
 	}
@@ -163,6 +164,53 @@ func (b *builder) writeShallowHead(ctx context.Context, repo Repo, tmp, format s
 		}
 	}
 	return nil
+}
+
+// pathEntry is one entry of a commit's tree with its path.
+type pathEntry struct {
+	path string
+	treeEntry
+}
+
+// commitObjects appends to objects the ids of commit, its root tree and
+// every tree and blob under it that packed does not hold yet (marking
+// them), and returns the tree's entries.
+func commitObjects(ctx context.Context, root, commit string, objects *bytes.Buffer, packed map[string]bool) ([]pathEntry, error) {
+	out, err := git(ctx, root, "ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := git(ctx, root, "rev-parse", commit+"^{tree}")
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range []string{commit, strings.TrimSpace(string(tree))} {
+		if !packed[id] {
+			packed[id] = true
+			objects.WriteString(id + "\n")
+		}
+	}
+	var entries []pathEntry
+	for _, rec := range splitNul(out) {
+		// <mode> SP <type> SP <object> SP+ <size> TAB <path>
+		meta, p, ok := bytes.Cut(rec, []byte{'\t'})
+		f := strings.Fields(string(meta))
+		if !ok || len(f) != 4 {
+			return nil, fmt.Errorf("parse git ls-tree line %q", rec)
+		}
+		te := treeEntry{mode: f[0], typ: f[1], id: f[2], size: -1}
+		if f[3] != "-" {
+			if te.size, err = strconv.ParseInt(f[3], 10, 64); err != nil {
+				return nil, fmt.Errorf("parse git ls-tree line %q: %w", rec, err)
+			}
+		}
+		if (te.typ == "tree" || te.typ == "blob") && !packed[te.id] {
+			packed[te.id] = true
+			objects.WriteString(te.id + "\n")
+		}
+		entries = append(entries, pathEntry{string(p), te})
+	}
+	return entries, nil
 }
 
 // sameAsHead reports whether the file planned at path p is a regular

@@ -186,6 +186,34 @@ func Result(repo Repo, mode model.WorkspacePrepareMode, guestPath string) model.
 	}
 }
 
+// ResolveCommit returns the full id of the commit ref names in repo: a
+// branch, tag, short id or expression such as HEAD~2.
+func ResolveCommit(ctx context.Context, repo Repo, ref string) (string, error) {
+	if err := checkRef(ref); err != nil {
+		return "", err
+	}
+	if !repo.Git {
+		return "", errdefs.Invalid(fmt.Errorf("%q is not a git repository, so it has no commit %q", repo.Path, ref))
+	}
+	out, err := git(ctx, repo.Root, "rev-parse", "--verify", "--quiet", "--end-of-options", ref+"^{commit}")
+	if err != nil {
+		if exitCode(err) > 0 {
+			return "", errdefs.Invalid(fmt.Errorf("%q is not a commit in %s", ref, repo.Root))
+		}
+		return "", fmt.Errorf("resolve %q in %s: %w", ref, repo.Root, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// checkRef refuses what cannot be a git revision: empty, a leading dash
+// (an option to git) or control characters.
+func checkRef(ref string) error {
+	if ref == "" || strings.HasPrefix(ref, "-") || strings.ContainsFunc(ref, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return errdefs.Invalid(fmt.Errorf("invalid commit or ref %q", ref))
+	}
+	return nil
+}
+
 // git runs git in dir on the host.
 func git(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return hostexec.Run(ctx, "git", append([]string{"-C", dir}, args...)...)

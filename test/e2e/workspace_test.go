@@ -64,6 +64,9 @@ func TestWorkspaceRoundTrip(t *testing.T) {
 	t.Run("bad input creates no vm", func(t *testing.T) {
 		e.fails("does not exist", "vm", "run", "--rm", filepath.Join(repo, "missing"), "--", "true")
 		e.fails("need a PATH", "vm", "run", "--rm", "--branch", "x", "--", "true")
+		e.fails(`invalid branch name "a b"`, "vm", "run", "--rm", "--branch", "a b", repo, "--", "true")
+		e.fails(`--from: "no-such-ref" is not a commit`, "vm", "run", "--rm", "--branch", "x", "--from", "no-such-ref", repo, "--", "true")
+		e.fails("--mode metadata_only copies nothing", "vm", "run", "--rm", "--mode", "metadata_only", "--branch", "x", repo, "--", "true")
 		e.assertClean("after bad workspace input")
 	})
 
