@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"banger/internal/api"
 	"banger/internal/config"
 	"banger/internal/daemon"
 	"banger/internal/paths"
@@ -39,6 +41,9 @@ func main() {
 	if err != nil {
 		logger.Error("bangerd failed to start", "error", err.Error())
 		fmt.Fprintln(os.Stderr, "bangerd:", err)
+		if errors.Is(err, daemon.ErrAlreadyRunning) {
+			os.Exit(api.ExitDaemonAlreadyRunning)
+		}
 		os.Exit(1)
 	}
 	if err := d.Run(ctx); err != nil {

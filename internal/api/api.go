@@ -10,6 +10,10 @@ import (
 	"banger/internal/model"
 )
 
+// ExitDaemonAlreadyRunning is bangerd's exit status when another bangerd
+// holds its state directory: a CLI that started it waits for that one.
+const ExitDaemonAlreadyRunning = 3
+
 // Method names.
 const (
 	MethodDaemonStatus = "daemon.status"

@@ -101,6 +101,13 @@ func startDaemon(ctx context.Context, layout paths.Layout, stderr io.Writer) err
 		}
 		select {
 		case err := <-exited:
+			// Another CLI started a daemon at the same moment and
+			// its daemon won the lock: wait for that one to answer.
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && ee.ExitCode() == api.ExitDaemonAlreadyRunning {
+				exited = nil
+				continue
+			}
 			return fmt.Errorf("bangerd exited at start (%v): %s", err, lastLogLine(layout.DaemonLog()))
 		case <-deadline.C:
 			return fmt.Errorf("bangerd did not answer within %s; see %s", daemonStartTimeout, layout.DaemonLog())

@@ -58,6 +58,7 @@ type Daemon struct {
 	httpProbes httpProbes
 	pool       *network.Pool // nil without tap_pool_size
 	netm       *network.Manager
+	lock       *os.File // held while the daemon lives: see lockInstance
 }
 
 // New loads the configuration and opens every subsystem.
@@ -78,6 +79,16 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 	if err := network.Available(); err != nil {
 		return nil, err
 	}
+	lock, err := lockInstance(ctx, layout)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	st, err := store.Open(ctx, layout.DBFile())
 	if err != nil {
 		return nil, err
@@ -146,6 +157,7 @@ func New(ctx context.Context, layout paths.Layout, logger *slog.Logger) (*Daemon
 		d.vms.SetTapPool(pool)
 	}
 	d.sampler = d.vms.NewSampler()
+	d.lock, ok = lock, true
 	return d, nil
 }
 
@@ -243,6 +255,7 @@ func jailerOwner(home string) (uid, gid int) {
 // Run reconciles, serves until ctx ends or daemon.stop is called, then
 // shuts down. VMs keep running.
 func (d *Daemon) Run(ctx context.Context) error {
+	defer d.lock.Close()
 	defer d.store.Close()
 	start := time.Now()
 	if err := d.vms.Reconcile(ctx); err != nil {

@@ -102,6 +102,9 @@ func (l Layout) KnownHosts() string { return filepath.Join(l.SSHDir(), "known_ho
 // Socket is the daemon's JSON-RPC socket.
 func (l Layout) Socket() string { return filepath.Join(l.RuntimeDir, "bangerd.sock") }
 
+// LockFile is the lock that keeps bangerd one per state directory.
+func (l Layout) LockFile() string { return filepath.Join(l.StateDir, "bangerd.lock") }
+
 // PIDFile records the running daemon's pid.
 func (l Layout) PIDFile() string { return filepath.Join(l.RuntimeDir, "bangerd.pid") }
 
