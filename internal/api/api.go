@@ -125,6 +125,9 @@ type VMResult struct {
 	Ref   string          `json:"ref"`
 	VM    *model.VMRecord `json:"vm,omitempty"`
 	Error string          `json:"error,omitempty"`
+	// OpID is the request's operation id, set with Error: the daemon's
+	// log tells the failure under it.
+	OpID string `json:"op_id,omitempty"`
 }
 
 // ImageBuildRequest builds a managed image from a recipe.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"banger/internal/api"
 	"banger/internal/rpc"
 )
 
@@ -27,6 +28,25 @@ func TestErrorLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := errorLine(tt.err); got != tt.want {
 				t.Errorf("errorLine: got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResultLine(t *testing.T) {
+	tests := []struct {
+		name string
+		r    api.VMResult
+		want string
+	}{
+		{"with op id", api.VMResult{Ref: "web", Error: `vm "web" not found`, OpID: "op-0123456789ab"}, `web: vm "web" not found [op-0123456789ab]`},
+		{"without op id", api.VMResult{Ref: "db", Error: "boom"}, "db: boom"},
+		{"multi-line", api.VMResult{Ref: "db", Error: "stop db:\n  a\n  b", OpID: "op-aaaaaaaaaaaa"}, "db: stop db: a b [op-aaaaaaaaaaaa]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := resultLine(tt.r); got != tt.want {
+				t.Errorf("resultLine: got %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -166,7 +166,7 @@ func (g *globals) lifecycle(ctx context.Context, method string, refs api.Refs, v
 	for _, r := range res.Results {
 		if r.Error != "" {
 			failed++
-			fmt.Fprintf(g.stderr, "banger: %s: %s\n", r.Ref, errdefs.OneLine(r.Error))
+			fmt.Fprintf(g.stderr, "banger: %s\n", resultLine(r))
 			continue
 		}
 		if !asJSON && r.VM != nil {
@@ -181,6 +181,16 @@ func (g *globals) lifecycle(ctx context.Context, method string, refs api.Refs, v
 		return &ExitError{Code: 1}
 	}
 	return nil
+}
+
+// resultLine renders a failed result as one line: the ref, the error and
+// the operation id, as errorLine does for a whole call.
+func resultLine(r api.VMResult) string {
+	line := r.Ref + ": " + errdefs.OneLine(r.Error)
+	if r.OpID != "" {
+		line += " [" + r.OpID + "]"
+	}
+	return line
 }
 
 func newVMListCmd(g *globals) *cobra.Command {

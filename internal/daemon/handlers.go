@@ -109,13 +109,17 @@ func (d *Daemon) register(srv *rpc.Server) {
 	})
 }
 
-// each runs fn on every ref concurrently and reports each outcome. The
-// call fails only when every ref failed; then the first error keeps its
-// kind (not found, invalid, ...).
+// each runs fn on every ref concurrently and reports each outcome, a
+// failure with the request's operation id. A call naming one ref fails
+// with that ref's error, which keeps its kind (not found, invalid, ...).
 func (d *Daemon) each(fn func(ctx context.Context, ref string, r api.Refs) (model.VMRecord, error)) func(context.Context, api.Refs) (api.VMResults, error) {
 	return func(ctx context.Context, r api.Refs) (api.VMResults, error) {
 		if len(r.Refs) == 0 {
 			return api.VMResults{}, errdefs.Invalid(errors.New("name at least one vm"))
+		}
+		var opID string
+		if call := rpc.CallFrom(ctx); call != nil {
+			opID = call.OpID
 		}
 		results := make([]api.VMResult, len(r.Refs))
 		errs := make([]error, len(r.Refs))
@@ -128,7 +132,7 @@ func (d *Daemon) each(fn func(ctx context.Context, ref string, r api.Refs) (mode
 				results[i] = api.VMResult{Ref: ref}
 				if err != nil {
 					errs[i] = err
-					results[i].Error = err.Error()
+					results[i].Error, results[i].OpID = err.Error(), opID
 					return
 				}
 				results[i].VM = &rec

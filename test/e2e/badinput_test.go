@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +46,25 @@ func TestBadInput(t *testing.T) {
 			e.assertClean(tc.name)
 		})
 	}
+
+	t.Run("several unknown vms", func(t *testing.T) {
+		// Each failure is its own line, with the operation id that
+		// finds it in the daemon's log.
+		r := e.banger("vm", "start", "ghost1", "ghost2")
+		if r.code == 0 {
+			t.Fatalf("vm start ghost1 ghost2: succeeded, want failure")
+		}
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("vm start ghost1 ghost2: got %d error lines, want 2:\n%s", len(lines), r.stderr)
+		}
+		for _, name := range []string{"ghost1", "ghost2"} {
+			if want := fmt.Sprintf(`banger: %s: vm %q not found [op-`, name, name); !strings.Contains(r.stderr, want) {
+				t.Errorf("vm start ghost1 ghost2: stderr lacks %q:\n%s", want, r.stderr)
+			}
+		}
+		e.assertClean("several unknown vms")
+	})
 
 	t.Run("duplicate name", func(t *testing.T) {
 		e.ok("vm", "create", "--no-start", "--name", "twin")
