@@ -26,6 +26,7 @@ build:
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
+	@scripts/check-go.sh $(GO)
 	$(GO) mod download
 
 install: deps build
