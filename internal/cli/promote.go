@@ -60,11 +60,12 @@ func newImageCachePruneCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "prune [--dry-run] [--packages]",
-		Short: "Remove cached layers, build leftovers and kernels no image needs",
+		Short: "Remove cached layers, build leftovers, kernels and modules disks no image needs",
 		Long: `Remove what the caches hold that no image needs: OCI layers no pulled image
-was made of, leftovers of pulls and builds that died, build logs, and
-extracted kernels no image boots. Files less than a minute old and anything
-a running pull or build uses are kept.
+was made of, leftovers of pulls, builds, kernel extractions and modules disks
+that died, build logs, extracted kernels no image boots, and modules disks no
+image's kernel needs. Files less than a minute old and anything a running pull
+or build uses are kept.
 
 --packages also empties the Debian package cache image builds download into
 (package_cache_dir). It is shared by every banger home on the host: do not use

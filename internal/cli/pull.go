@@ -34,8 +34,14 @@ func newImagePullCmd(g *globals) *cobra.Command {
 		Long: `Import an OCI or Docker image from a registry as a managed image. An index
 gives its linux/amd64 image. Registries are accessed anonymously or with the
 credentials of your Docker config (~/.docker/config.json, credential helpers
-included). banger's agent and guest units are added to the image; it needs
-systemd and sshd to boot to SSH.
+included). banger's agent and guest units are added to the image.
+
+An image without systemd or sshd (most container images) gets them at the
+first boot of each of its VMs, installed with the image's own package manager
+(apt-get, dnf, microdnf or yum: the Debian and Fedora families) from its
+configured mirror; that first boot needs the VM to have NAT (vm run --nat)
+and takes a few minutes. Alpine (apk) images without them are refused, as are
+images with no such package manager.
 
 The kernel and initrd come from the kernel catalog (--kernel-ref, see
 banger kernel list) or else, with the work disk seed, from another image

@@ -21,7 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // tentry is one entry of a tar built by a test.
@@ -143,18 +145,38 @@ func startRegistry(t testing.TB) string {
 // to host/repo:tag and returns the reference.
 func pushImage(t testing.TB, host, repo string, cfg v1.Config, layers ...[]byte) string {
 	t.Helper()
-	img := empty.Image
+	var ls []v1.Layer
 	for _, blob := range layers {
-		blob := blob
 		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 			return io.NopCloser(bytes.NewReader(blob)), nil
 		})
 		if err != nil {
 			t.Fatalf("layer: %v", err)
 		}
-		if img, err = mutate.AppendLayers(img, l); err != nil {
-			t.Fatalf("append layer: %v", err)
-		}
+		ls = append(ls, l)
+	}
+	return pushLayers(t, host, repo, cfg, ls...)
+}
+
+// rawLayer is blob as a layer pushed byte for byte, even when it is no
+// valid (compressed) tar: a gzip layer when it starts with gzip's magic,
+// else an uncompressed one. Its diff ID is its digest (banger reads
+// neither).
+func rawLayer(blob []byte) v1.Layer {
+	mt := types.OCIUncompressedLayer
+	if bytes.HasPrefix(blob, []byte{0x1f, 0x8b}) {
+		mt = types.OCILayer
+	}
+	return static.NewLayer(blob, mt)
+}
+
+// pushLayers pushes an image of layers with config cfg to
+// host/repo:tag and returns the reference.
+func pushLayers(t testing.TB, host, repo string, cfg v1.Config, layers ...v1.Layer) string {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatalf("append layers: %v", err)
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {

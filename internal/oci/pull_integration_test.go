@@ -5,8 +5,10 @@ package oci
 import (
 	"archive/tar"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 
 	"banger/internal/errdefs"
 	"banger/internal/hostexec"
@@ -234,27 +237,65 @@ func TestPullHostileLeavesNothing(t *testing.T) {
 	host := startRegistry(t)
 	agent := testAgent(t)
 	big := strings.Repeat("x", 4096)
+	// noise is incompressible content: a gzip cut in half ends inside it.
+	noise := make([]byte, 64<<10)
+	if _, err := rand.Read(noise); err != nil {
+		t.Fatal(err)
+	}
+	good := gzipBytes(t, tarBytes(t, []tentry{dir("etc/"), file("etc/os-release", "ID=test\n")}))
+	noisy := gzipBytes(t, tarBytes(t, []tentry{file("noise", string(noise)), file("after", "x")}))
+	garbage := []byte(strings.Repeat("this is not a tar archive\n", 64))
+	// up, made by a lower layer, leads from the staging tree
+	// (CACHE/oci/staging/pull-*/rootfs) to CACHE itself, which holds a
+	// victim file: the upper layers try to write, delete and link there.
+	up := []tentry{dir("etc/"), symlink("up", "../../../..")}
 	tests := []struct {
 		name   string
 		layers [][]tentry
+		raw    [][]byte // pushed as they are, after layers
 		limits Limits
 		want   error
 	}{
-		{"dot dot", [][]tentry{{file("ok", "1"), file("../../evil", "x")}}, Limits{}, ErrPathEscape},
-		{"absolute", [][]tentry{{file("/etc/evil", "x")}}, Limits{}, ErrPathEscape},
-		{"symlink escape", [][]tentry{{symlink("up", "../../../../.."), file("up/tmp/evil", "x")}}, Limits{}, ErrSymlinkEscape},
-		{"hard link escape", [][]tentry{{hardlink("shadow", "../../../etc/shadow")}}, Limits{}, ErrHardlinkEscape},
-		{"bad name", [][]tentry{{file("line\nbreak", "x")}}, Limits{}, ErrBadName},
-		{"oversize", [][]tentry{{file("a", big), file("b", big)}}, Limits{MaxBytes: 6000}, ErrTooLarge},
+		{name: "dot dot", layers: [][]tentry{{file("ok", "1"), file("../../evil", "x")}}, want: ErrPathEscape},
+		{name: "absolute", layers: [][]tentry{{file("/etc/evil", "x")}}, want: ErrPathEscape},
+		{name: "symlink escape", layers: [][]tentry{{symlink("up", "../../../../.."), file("up/tmp/evil", "x")}}, want: ErrSymlinkEscape},
+		{name: "hard link escape", layers: [][]tentry{{hardlink("shadow", "../../../etc/shadow")}}, want: ErrHardlinkEscape},
+		{name: "bad name", layers: [][]tentry{{file("line\nbreak", "x")}}, want: ErrBadName},
+		{name: "oversize", layers: [][]tentry{{file("a", big), file("b", big)}}, limits: Limits{MaxBytes: 6000}, want: ErrTooLarge},
+		{name: "write through a symlink of an earlier layer", layers: [][]tentry{up, {file("up/evil", "x")}}, want: ErrSymlinkEscape},
+		{name: "whiteout through a symlink of an earlier layer", layers: [][]tentry{up, {file("up/.wh.victim", "")}}, want: ErrSymlinkEscape},
+		{name: "opaque dir through a symlink of an earlier layer", layers: [][]tentry{up, {file("up/.wh..wh..opq", "")}}, want: ErrSymlinkEscape},
+		{name: "hard link through a symlink of an earlier layer", layers: [][]tentry{up, {hardlink("stolen", "up/victim")}}, want: ErrHardlinkEscape},
+		{name: "garbage bytes", raw: [][]byte{garbage}, want: ErrMalformed},
+		{name: "gzip of garbage", raw: [][]byte{gzipBytes(t, garbage)}, want: ErrMalformed},
+		{name: "truncated gzip after a good layer", raw: [][]byte{good, noisy[:len(noisy)/2]}, want: ErrMalformed},
+		{name: "corrupt gzip header", raw: [][]byte{append([]byte{0x1f, 0x8b, 0xff}, good[3:]...)}, want: ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var blobs [][]byte
+			var layers []v1.Layer
 			for _, l := range tt.layers {
-				blobs = append(blobs, gzipBytes(t, tarBytes(t, l)))
+				layers = append(layers, rawLayer(gzipBytes(t, tarBytes(t, l))))
 			}
-			ref := pushImage(t, host, "hostile/"+strings.ReplaceAll(tt.name, " ", "-")+":1", v1.Config{}, blobs...)
+			for _, blob := range tt.raw {
+				layers = append(layers, rawLayer(blob))
+			}
+			// What the cache may hold afterwards: the victim, the
+			// (empty) staging dir and the blobs of the image's layers.
+			want := map[string]bool{"victim": true, "oci": true, "oci/staging": true, "oci/blobs": true, "oci/blobs/sha256": true}
+			for _, l := range layers {
+				d, err := l.Digest()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want["oci/blobs/sha256/"+d.Hex] = true
+			}
+			ref := pushLayers(t, host, "hostile/"+strings.ReplaceAll(tt.name, " ", "-")+":1", v1.Config{}, layers...)
 			cache := t.TempDir()
+			victim := filepath.Join(cache, "victim")
+			if err := os.WriteFile(victim, []byte("victim"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			outDir := t.TempDir()
 			out := filepath.Join(outDir, "rootfs.ext4")
 			_, err := Pull(t.Context(), PullOptions{
@@ -264,6 +305,7 @@ func TestPullHostileLeavesNothing(t *testing.T) {
 			if !errors.Is(err, tt.want) || !errdefs.IsInvalid(err) {
 				t.Fatalf("Pull error = %v, want %v", err, tt.want)
 			}
+			t.Logf("error: %v", err)
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error %q spans several lines", err)
 			}
@@ -272,6 +314,21 @@ func TestPullHostileLeavesNothing(t *testing.T) {
 			}
 			if entries, _ := os.ReadDir(filepath.Join(cache, "oci/staging")); len(entries) != 0 {
 				t.Errorf("staging dir left behind: %v", entries)
+			}
+			// No partial download, no file written through a symlink.
+			filepath.WalkDir(cache, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					t.Errorf("walk cache: %v", err)
+					return nil
+				}
+				if rel, _ := filepath.Rel(cache, p); rel != "." && !want[rel] {
+					t.Errorf("cache holds %s, want only the layer blobs and the victim", rel)
+				}
+				return nil
+			})
+			var st unix.Stat_t
+			if err := unix.Lstat(victim, &st); err != nil || st.Nlink != 1 {
+				t.Errorf("victim: %v, %d links, want it kept with 1 link", err, st.Nlink)
 			}
 			for _, p := range []string{"/evil", "/tmp/evil", "/etc/evil"} {
 				if exists(p) {

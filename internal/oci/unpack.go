@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -140,7 +141,8 @@ func decompress(r *bufio.Reader) (io.Reader, func(), error) {
 	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
 		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
+			// The reader's own errors already say "gzip: ".
+			return nil, nil, fmt.Errorf("gzip: %s", strings.TrimPrefix(err.Error(), "gzip: "))
 		}
 		zr.Multistream(true)
 		return zr, func() { zr.Close() }, nil

@@ -250,6 +250,7 @@ func TestUnpackMalformed(t *testing.T) {
 		{"truncated tar", plain[:700], false},
 		{"garbage", []byte(strings.Repeat("not a tar at all ", 64)), false},
 		{"corrupt gzip header", append([]byte{0x1f, 0x8b, 0xff}, good[3:]...), false},
+		{"gzip magic only", []byte{0x1f, 0x8b}, false},
 		{"digest mismatch", good, true},
 	}
 	for _, tt := range tests {
@@ -262,6 +263,9 @@ func TestUnpackMalformed(t *testing.T) {
 			err := Unpack(t.Context(), []Layer{l}, root, Limits{}, nil)
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("Unpack error = %v, want %v", err, ErrMalformed)
+			}
+			if msg := err.Error(); strings.Contains(msg, "gzip: gzip:") || strings.Contains(msg, "\n") {
+				t.Errorf("Unpack error = %q, want one line that names gzip once", msg)
 			}
 		})
 	}

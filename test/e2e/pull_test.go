@@ -67,12 +67,15 @@ func TestImagePull(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(tree, whitedOut)); err != nil {
 		t.Fatalf("the default image has no /%s to white out: %v", whitedOut, err)
 	}
+	if st, err := os.Lstat(filepath.Join(tree, crossLinked)); err != nil || !st.Mode().IsRegular() {
+		t.Fatalf("the default image has no regular /%s to hard-link to: %v", crossLinked, err)
+	}
 	base := treeLayer(t, tree)
 	os.RemoveAll(tree)
-	upper := entriesLayer(t, []tarEntry{
+	upper := entriesLayer(t, append([]tarEntry{
 		{name: "etc/banger-pulled", body: pulledMarker, mode: 0o644},
 		{name: filepath.Join(filepath.Dir(whitedOut), ".wh."+filepath.Base(whitedOut)), mode: 0o644},
-	})
+	}, specialEntries()...))
 	debian := imageOf(t, "amd64", base, upper)
 	// The index's arm64 entry has no sshd: picking it would fail the pull.
 	tiny := imageOf(t, "amd64", entriesLayer(t, []tarEntry{
@@ -152,6 +155,7 @@ func TestImagePull(t *testing.T) {
 		if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "ro" || got[1] != "1" {
 			t.Errorf("modules: got %q, want /usr/lib/modules mounted ro and overlay loaded", r.stdout)
 		}
+		checkSpecials(t, e, "p1")
 		r = e.ok("vm", "exec", "p1", "--", "sh", "-c", "stat -c %a /usr/bin/passwd; hostname")
 		if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != "4755" || got[1] != "p1" {
 			t.Errorf("guest report %q: want passwd mode 4755 (setuid kept through the import) and hostname p1", r.stdout)
@@ -395,12 +399,19 @@ func treeLayer(t *testing.T, tree string) v1.Layer {
 	return l
 }
 
-// tarEntry is one entry of a layer written by the test.
+// tarEntry is one entry of a layer written by the test: a regular file
+// unless dir or typ says otherwise.
 type tarEntry struct {
 	name string
 	body string
 	mode int64
 	dir  bool
+	// typ is the entry's tar type (a link, device node or fifo); link is
+	// a link's target, major and minor a device node's numbers.
+	typ          byte
+	link         string
+	uid, gid     int
+	major, minor int64
 }
 
 func entriesLayer(t *testing.T, entries []tarEntry) v1.Layer {
@@ -408,9 +419,15 @@ func entriesLayer(t *testing.T, entries []tarEntry) v1.Layer {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, en := range entries {
-		hdr := &tar.Header{Name: en.name, Mode: en.mode, Size: int64(len(en.body)), Typeflag: tar.TypeReg, ModTime: time.Unix(1700000000, 0)}
+		hdr := &tar.Header{
+			Name: en.name, Mode: en.mode, Size: int64(len(en.body)), Typeflag: tar.TypeReg, ModTime: time.Unix(1700000000, 0),
+			Linkname: en.link, Uid: en.uid, Gid: en.gid, Devmajor: en.major, Devminor: en.minor,
+		}
 		if en.dir {
 			hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+		}
+		if en.typ != 0 {
+			hdr.Typeflag, hdr.Size = en.typ, 0
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
