@@ -188,15 +188,22 @@ func (s *Service) SSHInfo(ctx context.Context, ref string) (model.VMRecord, erro
 	if rec.State != model.VMStateRunning {
 		return rec, errdefs.WithKind(errdefs.ErrConflict, fmt.Errorf("vm %q is %s, not running; start it with banger vm start %s", rec.Name, rec.State, rec.Name))
 	}
-	unlock := s.locks.lock(rec.ID)
-	defer unlock()
-	if fresh, err := s.store.GetVM(ctx, rec.ID); err == nil {
-		fresh.LastTouchedAt = model.Now()
-		if err := s.store.UpdateVM(ctx, fresh); err == nil {
-			rec = fresh
-		}
+	if fresh, err := s.touch(ctx, rec.ID); err == nil {
+		rec = fresh
 	}
 	return rec, nil
+}
+
+// touch moves the VM's LastTouchedAt to now, under its lock.
+func (s *Service) touch(ctx context.Context, id string) (model.VMRecord, error) {
+	unlock := s.locks.lock(id)
+	defer unlock()
+	rec, err := s.store.GetVM(ctx, id)
+	if err != nil {
+		return rec, err
+	}
+	rec.LastTouchedAt = model.Now()
+	return rec, s.store.UpdateVM(ctx, rec)
 }
 
 // ConsoleLog returns the path of a VM's serial console log.

@@ -494,8 +494,10 @@ func TestSweeperStopsIdleVMs(t *testing.T) {
 	busyH, busyCmd := fakeVMM(t, "sleep", "600")
 	idle := f.addVM(t, "idle", model.VMStateRunning, idleH, 0, 0)
 	busy := f.addVM(t, "busy", model.VMStateRunning, busyH, 0, 0)
+	sessionH, sessionCmd := fakeVMM(t, "sleep", "600")
+	inSession := f.addVM(t, "in-session", model.VMStateRunning, sessionH, 0, 0)
 	stoppedOld := f.addVM(t, "stopped-old", model.VMStateStopped, vmm.Handle{}, 0, 0)
-	for _, id := range []string{idle.ID, stoppedOld.ID} {
+	for _, id := range []string{idle.ID, stoppedOld.ID, inSession.ID} {
 		rec := f.get(t, id)
 		rec.LastTouchedAt = model.Now().Add(-3 * time.Hour)
 		if err := f.store.UpdateVM(t.Context(), rec); err != nil {
@@ -508,6 +510,13 @@ func TestSweeperStopsIdleVMs(t *testing.T) {
 		t.Fatalf("NewSweeper: got StaleAfter %v Interval %v, want 1h and %v", w.StaleAfter, w.Interval, model.DefaultStaleSweepInterval)
 	}
 	w.Interval = 100 * time.Millisecond
+	// An SSH session is open to in-session, untouched for hours.
+	w.sessions = func(ip string) int {
+		if ip == inSession.Runtime.GuestIP {
+			return 1
+		}
+		return 0
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go w.Run(ctx)
@@ -533,6 +542,14 @@ func TestSweeperStopsIdleVMs(t *testing.T) {
 	}
 	if got := f.get(t, busy.ID).State; got != model.VMStateRunning {
 		t.Errorf("recently touched vm: got state %s, want running", got)
+	}
+	select {
+	case <-sessionCmd.exited:
+		t.Error("vm with an open ssh session was stopped, want it running")
+	default:
+	}
+	if got := f.get(t, inSession.ID); got.State != model.VMStateRunning || time.Since(got.LastTouchedAt) > time.Minute {
+		t.Errorf("vm with an open ssh session: got state %s, touched %s ago; want running and touched by the sweep", got.State, time.Since(got.LastTouchedAt).Round(time.Second))
 	}
 	if got := f.get(t, stoppedOld.ID).State; got != model.VMStateStopped {
 		t.Errorf("stopped vm: got state %s, want stopped", got)

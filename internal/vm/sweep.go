@@ -12,8 +12,11 @@ import (
 )
 
 // Sweeper stops running VMs nobody has touched for a while. A VM is
-// touched when it starts and whenever its SSH details are asked for
-// (vm ssh, vm exec, vm run).
+// touched when it starts, whenever its SSH details are asked for (vm
+// ssh, vm exec, vm run, workspace prepare and export) and at each sweep
+// that finds an SSH connection open to it from the daemon's network
+// namespace (a long vm ssh session, ssh NAME.vm, an editor's remote
+// SSH).
 type Sweeper struct {
 	svc *Service
 	// StaleAfter is how long a running VM may stay untouched; zero or
@@ -23,6 +26,9 @@ type Sweeper struct {
 	Interval time.Duration
 	// now is the clock; tests replace it.
 	now func() time.Time
+	// sessions counts the open SSH connections to a guest address
+	// (sshSessions); tests replace it.
+	sessions func(ip string) int
 }
 
 // NewSweeper returns a Sweeper of s's VMs that stops those untouched for
@@ -34,6 +40,7 @@ func (s *Service) NewSweeper() *Sweeper {
 		StaleAfter: s.cfg.AutoStopStaleAfter,
 		Interval:   model.DefaultStaleSweepInterval,
 		now:        time.Now,
+		sessions:   sshSessions,
 	}
 }
 
@@ -79,6 +86,9 @@ func (w *Sweeper) Sweep(ctx context.Context) []string {
 		wg      sync.WaitGroup
 	)
 	for _, rec := range staleVMs(recs, w.now(), w.StaleAfter) {
+		if w.inUse(ctx, rec) {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -92,6 +102,24 @@ func (w *Sweeper) Sweep(ctx context.Context) []string {
 	wg.Wait()
 	sort.Strings(stopped)
 	return stopped
+}
+
+// inUse reports whether an SSH connection is open to rec's guest, and
+// then touches rec: a session in progress is use, and the idle time
+// counts from its end.
+func (w *Sweeper) inUse(ctx context.Context, rec model.VMRecord) bool {
+	if w.sessions == nil || rec.Runtime.GuestIP == "" {
+		return false
+	}
+	n := w.sessions(rec.Runtime.GuestIP)
+	if n == 0 {
+		return false
+	}
+	if _, err := w.svc.touch(ctx, rec.ID); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		w.svc.logger.Warn("idle sweep: touch a vm in use", "vm", rec.Name, "error", err)
+	}
+	w.svc.logger.Debug("idle sweep: vm in use", "vm", rec.Name, "ssh_connections", n)
+	return true
 }
 
 // stopIfStale checks again, under the VM's lock, that the VM still runs
