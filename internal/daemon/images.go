@@ -195,6 +195,11 @@ func (m *images) Register(ctx context.Context, req api.ImageRegisterRequest) (mo
 			return model.Image{}, errdefs.Invalid(fmt.Errorf("%s %q: must be %s", f.flag, f.path, want))
 		}
 	}
+	// A file QEMU cannot boot would only show as an SSH wait that
+	// times out minutes later.
+	if _, err := kernelVersion(kernelSource{kernel: sourceFile{req.Kernel, filepath.Base(req.Kernel)}}); err != nil {
+		return model.Image{}, errdefs.Invalid(fmt.Errorf("--kernel: %w", err))
+	}
 	id, err := model.NewID()
 	if err != nil {
 		return model.Image{}, err

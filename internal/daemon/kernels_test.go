@@ -228,6 +228,7 @@ func TestKernelDeleteAndRegister(t *testing.T) {
 			{"unknown kernel", api.ImageRegisterRequest{Name: "x", Rootfs: rootfs, KernelRef: "nosuch"}, errdefs.ErrNotFound, `--kernel-ref: kernel "nosuch" not found`},
 			{"kernel and ref", api.ImageRegisterRequest{Name: "x", Rootfs: rootfs, Kernel: rootfs, KernelRef: "deb"}, errdefs.ErrInvalid, "exclude each other"},
 			{"neither", api.ImageRegisterRequest{Name: "x", Rootfs: rootfs}, errdefs.ErrInvalid, "--kernel is required"},
+			{"not a kernel", api.ImageRegisterRequest{Name: "x", Rootfs: rootfs, Kernel: rootfs}, errdefs.ErrInvalid, "--kernel: " + rootfs + " is neither a bzImage nor an ELF kernel"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := m.Register(ctx, tt.req)
@@ -237,6 +238,10 @@ func TestKernelDeleteAndRegister(t *testing.T) {
 			})
 		}
 	})
+
+	if imgs, err := m.store.ListImages(ctx); err != nil || len(imgs) != 0 {
+		t.Fatalf("images after refused registers: got %v, %v; want none", imgs, err)
+	}
 
 	var users []model.Image
 	for _, name := range []string{"web", "app"} {

@@ -152,7 +152,7 @@ func TestLinkOrCopy(t *testing.T) {
 func TestPullRefusesEarly(t *testing.T) {
 	m, layout := newTestImages(t)
 	kernel := filepath.Join(t.TempDir(), "vmlinuz")
-	if err := os.WriteFile(kernel, []byte("k"), 0o644); err != nil {
+	if err := os.WriteFile(kernel, fakeBzImage("6.1.0-28-amd64"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Register(t.Context(), api.ImageRegisterRequest{Name: "taken", Rootfs: kernel, Kernel: kernel}); err != nil {
