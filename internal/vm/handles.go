@@ -19,6 +19,33 @@ const handlesFile = "handles.json"
 type handles struct {
 	VMM vmm.Handle `json:"vmm"`
 	Tap string     `json:"tap,omitempty"`
+	// The devices of a device-mapper system disk (Firecracker): its
+	// loop devices and the snapshot's name and node.
+	BaseLoop string `json:"base_loop,omitempty"`
+	COWLoop  string `json:"cow_loop,omitempty"`
+	DMName   string `json:"dm_name,omitempty"`
+	DMDev    string `json:"dm_dev,omitempty"`
+}
+
+// withDisk returns h with the system disk's device names of rt.
+func (h handles) withDisk(rt model.VMRuntime) handles {
+	h.BaseLoop, h.COWLoop, h.DMName, h.DMDev = rt.BaseLoop, rt.COWLoop, rt.DMName, rt.DMDev
+	return h
+}
+
+// diskFromHandles fills rec's missing system disk device names from its
+// handles file, so that a record whose last update was lost (a daemon
+// dying between the two writes) still finds its devices.
+func diskFromHandles(rec *model.VMRecord) {
+	rt := &rec.Runtime
+	if rt.BaseLoop != "" || rt.COWLoop != "" || rt.DMDev != "" {
+		return
+	}
+	h := readHandles(*rec)
+	rt.BaseLoop, rt.COWLoop, rt.DMDev = h.BaseLoop, h.COWLoop, h.DMDev
+	if rt.DMName == "" {
+		rt.DMName = h.DMName
+	}
 }
 
 func writeHandles(dir string, h handles) error {
@@ -54,7 +81,7 @@ func readHandles(rec model.VMRecord) handles {
 }
 
 func handlesFromRecord(rec model.VMRecord) handles {
-	return handles{
+	h := handles{
 		Tap: rec.Runtime.TapDevice,
 		VMM: vmm.Handle{
 			Driver:        rec.Runtime.VMM,
@@ -66,6 +93,7 @@ func handlesFromRecord(rec model.VMRecord) handles {
 			AgentSocket:   rec.Runtime.VSockPath,
 		},
 	}
+	return h.withDisk(rec.Runtime)
 }
 
 // mirror copies the teardown-critical parts of h onto the record.

@@ -92,9 +92,17 @@ func TestReadHandlesFallsBackToRecord(t *testing.T) {
 		Accel:        "kvm",
 		LogPath:      "/state/vms/x/console.log",
 		VSockPath:    "/state/vms/x/agent.sock",
+		BaseLoop:     "/dev/loop3",
+		COWLoop:      "/dev/loop4",
+		DMName:       "banger-x",
+		DMDev:        "/dev/mapper/banger-x",
 	}
 	want := handles{
-		Tap: "bgrfedcba98765",
+		BaseLoop: "/dev/loop3",
+		COWLoop:  "/dev/loop4",
+		DMName:   "banger-x",
+		DMDev:    "/dev/mapper/banger-x",
+		Tap:      "bgrfedcba98765",
 		VMM: vmm.Handle{
 			Driver:        "qemu",
 			PID:           31337,
@@ -239,4 +247,37 @@ func TestMirrorThenFallback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDiskFromHandles checks that a record that lost its system disk's
+// device names (its last update never landed) finds them in the handles
+// file, and that the record's own names win.
+func TestDiskFromHandles(t *testing.T) {
+	dir := t.TempDir()
+	onFile := handles{BaseLoop: "/dev/loop7", COWLoop: "/dev/loop8", DMName: "banger-a", DMDev: "/dev/mapper/banger-a"}
+	if err := writeHandles(dir, onFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("record without names", func(t *testing.T) {
+		rec := model.VMRecord{Runtime: model.VMRuntime{VMDir: dir, DMName: "banger-a"}}
+		diskFromHandles(&rec)
+		rt := rec.Runtime
+		if rt.BaseLoop != "/dev/loop7" || rt.COWLoop != "/dev/loop8" || rt.DMDev != "/dev/mapper/banger-a" || rt.DMName != "banger-a" {
+			t.Errorf("got %+v, want the handles file's devices", rt)
+		}
+	})
+	t.Run("record with names", func(t *testing.T) {
+		rec := model.VMRecord{Runtime: model.VMRuntime{VMDir: dir, BaseLoop: "/dev/loop1", DMName: "banger-a"}}
+		diskFromHandles(&rec)
+		if rt := rec.Runtime; rt.BaseLoop != "/dev/loop1" || rt.COWLoop != "" || rt.DMDev != "" {
+			t.Errorf("got %+v, want the record's names untouched", rt)
+		}
+	})
+	t.Run("persisted handles carry the record's names", func(t *testing.T) {
+		rt := model.VMRuntime{BaseLoop: "/dev/loop2", COWLoop: "/dev/loop5", DMName: "banger-b", DMDev: "/dev/dm-3"}
+		got := handles{Tap: "t"}.withDisk(rt)
+		if got.BaseLoop != rt.BaseLoop || got.COWLoop != rt.COWLoop || got.DMName != rt.DMName || got.DMDev != rt.DMDev || got.Tap != "t" {
+			t.Errorf("withDisk: got %+v", got)
+		}
+	})
 }

@@ -267,7 +267,7 @@ func (s *Service) waitSSHWithin(ctx context.Context, rec model.VMRecord, h handl
 
 // persistLocked writes the handles file and mirrors it onto the record.
 func (s *Service) persistLocked(ctx context.Context, rec *model.VMRecord, h handles) error {
-	if err := writeHandles(rec.Runtime.VMDir, h); err != nil {
+	if err := writeHandles(rec.Runtime.VMDir, h.withDisk(rec.Runtime)); err != nil {
 		return err
 	}
 	mirror(rec, h)

@@ -143,6 +143,10 @@ func (s *Service) activateSystemDisk(ctx context.Context, rec *model.VMRecord) e
 		return err
 	}
 	r.Record(&rec.Runtime)
+	// The device names go to the handles file first, then the record.
+	if err := writeHandles(rec.Runtime.VMDir, readHandles(*rec).withDisk(rec.Runtime)); err != nil {
+		return errors.Join(err, s.disks.deactivate(context.WithoutCancel(ctx), r))
+	}
 	if err := s.store.UpdateVM(ctx, *rec); err != nil {
 		return errors.Join(err, s.disks.deactivate(context.WithoutCancel(ctx), r))
 	}
@@ -153,6 +157,7 @@ func (s *Service) activateSystemDisk(ctx context.Context, rec *model.VMRecord) e
 // names on rec (the caller persists it); it reports whether it cleared
 // any. The COW file, the VM's changes, stays.
 func (s *Service) deactivateSystemDisk(ctx context.Context, rec *model.VMRecord) (bool, error) {
+	diskFromHandles(rec)
 	rt := &rec.Runtime
 	if rt.RootfsBackend != string(storage.RootfsDMSnapshot) || (rt.DMDev == "" && rt.BaseLoop == "" && rt.COWLoop == "") {
 		return false, nil

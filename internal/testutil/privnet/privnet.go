@@ -1,7 +1,7 @@
 // Package privnet runs a package's tests in a private network namespace:
-// a TestMain re-executes the test binary under `unshare -n` (as root), so
-// every bridge, TAP and VM the tests make lives in a namespace with no
-// route out of the machine. Test code only.
+// a TestMain re-executes the test binary under `unshare -n` (as root),
+// with only its loopback up, so every bridge, TAP and VM the tests make
+// lives in a namespace with no route out of the machine. Test code only.
 package privnet
 
 import (
@@ -37,7 +37,9 @@ func reexec() int {
 		fmt.Fprintf(os.Stderr, "read network namespace: %v\n", err)
 		return 1
 	}
-	cmd := exec.Command("unshare", append([]string{"-n", "--", self}, os.Args[1:]...)...)
+	// Loopback up, as in any namespace a program runs in: tests may
+	// talk to 127.0.0.1. Nothing else is configured.
+	cmd := exec.Command("unshare", append([]string{"-n", "--", "sh", "-c", `ip link set lo up && exec "$0" "$@"`, self}, os.Args[1:]...)...)
 	cmd.Env = append(os.Environ(), hostEnv+"="+hostNS)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
