@@ -28,13 +28,14 @@ const dnsProbeName = "banger-doctor-probe.vm."
 func run(ctx context.Context, o Options, p probes) []Check {
 	cfg := o.Config
 	kvmOK, kvmWhy := p.kvm()
-	_, fcErr := p.lookPath(cfg.FirecrackerBin)
+	fc := probeVMMBinary(ctx, p, cfg.FirecrackerBin)
+	jl := probeVMMBinary(ctx, p, cfg.JailerBin)
 	st, daemonErr := p.daemon(ctx, o.Layout.Socket())
 	return []Check{
 		kvmCheck(cfg.VMM, kvmOK, kvmWhy),
-		qemuCheck(ctx, p, cfg.VMM, kvmOK && fcErr == nil),
-		firecrackerCheck(ctx, p, cfg),
-		jailerCheck(ctx, p, cfg),
+		qemuCheck(ctx, p, cfg.VMM, kvmOK && firecrackerRuns(cfg, fc, jl)),
+		firecrackerCheck(cfg, fc),
+		jailerCheck(cfg, fc, jl),
 		deviceMapperCheck(ctx, p, o.Layout.VMsDir()),
 		loopCheck(ctx, p),
 		tunCheck(p),
@@ -70,7 +71,8 @@ func kvmCheck(vmmName string, ok bool, why string) Check {
 }
 
 // qemuCheck: QEMU is needed unless Firecracker is configured, or auto
-// would pick it (binary present and KVM usable).
+// would pick it (a supported Firecracker, and jailer when enabled, and
+// KVM usable).
 func qemuCheck(ctx context.Context, p probes, vmmName string, firecrackerUsable bool) Check {
 	missing := Fail
 	why := "it runs the VMs"
@@ -80,36 +82,6 @@ func qemuCheck(ctx context.Context, p probes, vmmName string, firecrackerUsable 
 	return toolCheck(ctx, p, tool{check: "qemu", name: "qemu-system-x86_64", args: []string{"--version"},
 		pkg: "qemu-system-x86", missing: missing, why: why})
 }
-
-// firecrackerCheck: Firecracker is optional unless vmm = "firecracker".
-func firecrackerCheck(ctx context.Context, p probes, cfg model.DaemonConfig) Check {
-	missing, why := Warn, "vmm = "+orAuto(cfg.VMM)+" uses QEMU"
-	if cfg.VMM == config.VMMFirecracker {
-		missing, why = Fail, `vmm = "firecracker" needs it`
-	}
-	c := toolCheck(ctx, p, tool{check: "firecracker", name: cfg.FirecrackerBin, args: []string{"--version"}, missing: missing, why: why})
-	if c.Status != Pass {
-		c.Fix = "install the firecracker release binary on PATH (or set firecracker_bin in config.toml)"
-		if missing == Warn {
-			c.Fix += "; only needed for Firecracker"
-		}
-	}
-	return c
-}
-
-// jailerCheck: the jailer is needed when Firecracker runs jailed.
-func jailerCheck(ctx context.Context, p probes, cfg model.DaemonConfig) Check {
-	missing, why := Warn, "Firecracker runs unjailed without it"
-	if cfg.VMM == config.VMMFirecracker && cfg.JailerEnabled {
-		missing, why = Fail, "jailer_enabled = true needs it"
-	}
-	c := toolCheck(ctx, p, tool{check: "jailer", name: cfg.JailerBin, args: []string{"--version"}, missing: missing, why: why})
-	if c.Status != Pass {
-		c.Fix = "install the jailer from the firecracker release at " + cfg.JailerBin + " (or set jailer_bin in config.toml)"
-	}
-	return c
-}
-
 func orAuto(v string) string {
 	if v == "" {
 		return config.VMMAuto

@@ -31,6 +31,9 @@ type fakeHost struct {
 	dnsResp   *mdns.Msg
 	dnsErr    error
 	dnsAsked  bool
+	// binDir holds real scripts: a tool path under it is found when the
+	// file exists and its version is what the script prints.
+	binDir string
 }
 
 func (f *fakeHost) probes() probes {
@@ -42,13 +45,29 @@ func (f *fakeHost) probes() probes {
 			return false, "cpu has no vmx/svm and kvm_intel/kvm_amd are not loaded (paravirtual nesting)"
 		},
 		lookPath: func(name string) (string, error) {
+			if f.underBinDir(name) {
+				if _, err := os.Stat(name); err != nil {
+					return "", err
+				}
+				return name, nil
+			}
 			if f.tools[filepath.Base(name)] {
 				return "/usr/bin/" + filepath.Base(name), nil
 			}
 			return "", fmt.Errorf("%s: not found", name)
 		},
 		version: func(ctx context.Context, path string, args ...string) (string, error) {
-			return filepath.Base(path) + " 1.0", nil
+			if f.underBinDir(path) {
+				return toolVersion(ctx, path, args...)
+			}
+			switch name := filepath.Base(path); name {
+			case "firecracker":
+				return "Firecracker v1.7.0", nil
+			case "jailer":
+				return "Jailer v1.7.0", nil
+			default:
+				return name + " 1.0", nil
+			}
 		},
 		charDevice: func(path string) error {
 			if f.devices[path] {
@@ -74,6 +93,10 @@ func (f *fakeHost) probes() probes {
 			return f.dnsResp, f.dnsErr
 		},
 	}
+}
+
+func (f *fakeHost) underBinDir(path string) bool {
+	return f.binDir != "" && strings.HasPrefix(path, f.binDir+"/")
 }
 
 func allTools() map[string]bool {
@@ -355,6 +378,115 @@ func TestExistingAncestor(t *testing.T) {
 		t.Run(tt.in, func(t *testing.T) {
 			if got := existingAncestor(tt.in); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// versionScript writes an executable that prints out for --version, or
+// fails silently when out is "".
+func versionScript(t *testing.T, path, out string) {
+	t.Helper()
+	body := "#!/bin/sh\nexit 1\n"
+	if out != "" {
+		body = "#!/bin/sh\ncat <<'EOF'\n" + out + "\nEOF\n"
+	}
+	if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFirecrackerVersions runs the firecracker and jailer checks on fake
+// binaries that print a version, on a KVM host without QEMU: the qemu
+// check then says whether vmm = "auto" would still pick Firecracker.
+func TestFirecrackerVersions(t *testing.T) {
+	const (
+		fc17 = "Firecracker v1.7.0\n"
+		jl17 = "Jailer v1.7.0"
+		none = "-" // no binary
+	)
+	tests := []struct {
+		name       string
+		vmm        string
+		jailer     bool
+		fc, jl     string // what --version prints; "" fails silently
+		wantFC     Status
+		wantJailer Status
+		wantQEMU   Status // FAIL: auto falls back to QEMU, which is missing
+		fcDetail   string
+		jlDetail   string
+	}{
+		{name: "supported pair", vmm: config.VMMAuto, fc: fc17 + "\n", jl: jl17,
+			wantFC: Pass, wantJailer: Pass, wantQEMU: Warn, fcDetail: "(Firecracker v1.7.0)"},
+		{name: "two-digit minor", vmm: config.VMMFirecracker, jailer: true, fc: "Firecracker v1.10.1", jl: "Jailer v1.10.1",
+			wantFC: Pass, wantJailer: Pass, wantQEMU: Warn},
+		{name: "too old, vmm firecracker", vmm: config.VMMFirecracker, fc: "Firecracker v1.4.0", jl: "Jailer v1.4.0",
+			wantFC: Fail, wantJailer: Warn, wantQEMU: Warn,
+			fcDetail: `(Firecracker v1.4.0) is older than 1.5.0, the oldest banger runs; bangerd will not start with vmm = "firecracker"`,
+			jlDetail: "(Jailer v1.4.0) is older than 1.5.0"},
+		{name: "too old, vmm auto", vmm: config.VMMAuto, fc: "Firecracker v1.4.0", jl: "Jailer v1.4.0",
+			wantFC: Warn, wantJailer: Warn, wantQEMU: Fail, fcDetail: `older than 1.5.0, the oldest banger runs; vmm = "auto" will use QEMU`},
+		{name: "too old, vmm qemu", vmm: config.VMMQEMU, fc: "Firecracker v1.4.9", jl: none,
+			wantFC: Warn, wantJailer: Warn, wantQEMU: Fail, fcDetail: `vmm = "qemu" does not use it`, jlDetail: "not found"},
+		{name: "unparsable, vmm auto", vmm: config.VMMAuto, fc: "Usage: firecracker [OPTIONS]", jl: jl17,
+			wantFC: Warn, wantJailer: Pass, wantQEMU: Fail, fcDetail: `--version printed "Usage: firecracker [OPTIONS]", not a version banger can read; vmm = "auto" will use QEMU`},
+		{name: "unparsable, vmm firecracker", vmm: config.VMMFirecracker, fc: "firecracker dev build", jl: jl17,
+			wantFC: Fail, wantJailer: Pass, wantQEMU: Warn, fcDetail: `printed "firecracker dev build"`},
+		{name: "version fails", vmm: config.VMMAuto, fc: "", jl: jl17,
+			wantFC: Warn, wantJailer: Pass, wantQEMU: Fail, fcDetail: "cannot tell its version"},
+		{name: "jailer differs, jailer off", vmm: config.VMMAuto, fc: fc17, jl: "Jailer v1.6.0",
+			wantFC: Pass, wantJailer: Warn, wantQEMU: Warn,
+			jlDetail: "jailer 1.6.0 (%s/jailer) and firecracker 1.7.0 (%s/firecracker) differ: Firecracker supports only a jailer of its own release; jailer_enabled = true would not work"},
+		{name: "jailer differs, jailer on, vmm firecracker", vmm: config.VMMFirecracker, jailer: true, fc: fc17, jl: "Jailer v1.8.0",
+			wantFC: Pass, wantJailer: Fail, wantQEMU: Warn, jlDetail: `differ: Firecracker supports only a jailer of its own release; bangerd will not start with vmm = "firecracker" and jailer_enabled = true`},
+		{name: "jailer differs, jailer on, vmm auto", vmm: config.VMMAuto, jailer: true, fc: fc17, jl: "Jailer v1.6.0",
+			wantFC: Pass, wantJailer: Warn, wantQEMU: Fail, jlDetail: `differ: Firecracker supports only a jailer of its own release; vmm = "auto" will use QEMU`},
+		{name: "jailer too old, jailer on", vmm: config.VMMFirecracker, jailer: true, fc: "Firecracker v1.4.0", jl: "Jailer v1.4.0",
+			wantFC: Fail, wantJailer: Fail, wantQEMU: Warn, jlDetail: "older than 1.5.0"},
+		{name: "jailer missing, jailer on, vmm auto", vmm: config.VMMAuto, jailer: true, fc: fc17, jl: none,
+			wantFC: Pass, wantJailer: Warn, wantQEMU: Fail, jlDetail: `not found; vmm = "auto" will use QEMU`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			layout := paths.FromHome(dir)
+			cfg := config.Default(layout)
+			cfg.VMM, cfg.JailerEnabled = tt.vmm, tt.jailer
+			cfg.FirecrackerBin, cfg.JailerBin = filepath.Join(dir, "firecracker"), filepath.Join(dir, "jailer")
+			versionScript(t, cfg.FirecrackerBin, tt.fc)
+			if tt.jl != none {
+				versionScript(t, cfg.JailerBin, tt.jl)
+			}
+			f := &fakeHost{tools: allTools(), devices: map[string]bool{"/dev/loop-control": true, "/dev/net/tun": true},
+				kvm: true, dm: true, free: 100 << 30, dnsResp: nxdomain(true), binDir: dir}
+			delete(f.tools, "qemu-system-x86_64")
+			checks := run(t.Context(), Options{Layout: layout, Config: cfg}, f.probes())
+			byName := map[string]Check{}
+			for _, c := range checks {
+				byName[c.Name] = c
+			}
+			for _, w := range []struct {
+				name   string
+				want   Status
+				detail string
+			}{
+				{"firecracker", tt.wantFC, tt.fcDetail},
+				{"jailer", tt.wantJailer, tt.jlDetail},
+				{"qemu", tt.wantQEMU, ""},
+			} {
+				c := byName[w.name]
+				if c.Status != w.want {
+					t.Errorf("%s: got %s (%s), want %s", w.name, c.Status, c.Detail, w.want)
+				}
+				if want := strings.ReplaceAll(w.detail, "%s", dir); !strings.Contains(c.Detail, want) {
+					t.Errorf("%s: got detail %q, want it to contain %q", w.name, c.Detail, want)
+				}
+				if c.Status != Pass && c.Fix == "" {
+					t.Errorf("%s: %s without a fix", w.name, c.Status)
+				}
+				if strings.Contains(c.Fix, "\n") {
+					t.Errorf("%s: got a fix of several lines %q, want one", w.name, c.Fix)
+				}
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -229,10 +230,15 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (h vmm.Handle, err er
 		return vmm.Kill(ctx, proc)
 	})
 	if d.jailer.Enabled && !ver.Less(versionJailerPIDFile) {
-		// The jailer forks Firecracker and exits.
-		if proc.PID, proc.StartTime, err = waitPIDFile(ctx, jail.PIDFile(), apiReadyTimeout); err != nil {
-			return vmm.Handle{}, err
+		// Firecracker's pid, where the jailer documents it. Without
+		// --daemonize and --new-pid-ns it is the launched process,
+		// which the jailer becomes. proc changes only on success: the
+		// undo above kills it.
+		pid, start, werr := waitPIDFile(ctx, jail.PIDFile(), proc, apiReadyTimeout)
+		if werr != nil {
+			return vmm.Handle{}, fmt.Errorf("%w%s", werr, consoleTail(spec.ConsoleLog))
 		}
+		proc.PID, proc.StartTime = pid, start
 	}
 	undo.push("remove state", func() error { return removeIfExists(filepath.Join(spec.Dir, stateName)) })
 	if err = writeState(spec.Dir, state{Handle: proc, Jail: jail.dirOrEmpty()}); err != nil {
@@ -249,6 +255,7 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (h vmm.Handle, err er
 		if err = os.Symlink(filepath.Join(jail.Root(), vsockName), spec.AgentSocket); err != nil {
 			return vmm.Handle{}, fmt.Errorf("link agent socket: %w", err)
 		}
+		undo.push("remove agent socket link", func() error { return removeIfExists(spec.AgentSocket) })
 	}
 	for _, r := range append(reqs, StartRequest()) {
 		if err = c.do(ctx, r, nil); err != nil {
@@ -267,7 +274,7 @@ func (j Jail) dirOrEmpty() string {
 }
 
 func (d *Driver) jailFor(id string) (Jail, error) {
-	j := Jail{Base: d.jailer.ChrootBase, ExecName: filepath.Base(d.binary), ID: id}
+	j := Jail{Base: d.jailer.ChrootBase, ExecName: d.execName(), ID: id}
 	return j, j.validate()
 }
 
@@ -280,6 +287,17 @@ func (d *Driver) absBinary() string {
 		}
 	}
 	return d.binary
+}
+
+// execName is the name the jailer gives the directory of the binary's
+// jails: the file name of --exec-file once the jailer has resolved its
+// symlinks (firecracker-v1.7.0-x86_64 behind a firecracker link).
+func (d *Driver) execName() string {
+	p := d.absBinary()
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	return filepath.Base(p)
 }
 
 // vmlinux returns an uncompressed kernel for path.
@@ -421,54 +439,84 @@ func (d *Driver) Recover(dir string) (vmm.Handle, bool) {
 }
 
 // RemoveJail removes the jail of the machine with id vmID, unmounting
-// what the driver mounted in it. It is a no-op when the jailer is off or
-// the jail does not exist. The VM service calls it on delete.
+// what the driver mounted in it: under every Firecracker binary name in
+// the chroot base, so a jail made before the binary was upgraded goes
+// too. It is a no-op when the jailer is off or the jail does not exist.
+// The VM service calls it on delete.
 func (d *Driver) RemoveJail(vmID string) error {
 	if !d.jailer.Enabled {
 		return nil
 	}
-	j, err := d.jailFor(vmID)
+	if _, err := d.jailFor(vmID); err != nil {
+		return err
+	}
+	names, err := d.execNames()
 	if err != nil {
 		return err
 	}
-	return removeJail(j)
+	var errs []error
+	for _, name := range names {
+		errs = append(errs, removeJail(Jail{Base: d.jailer.ChrootBase, ExecName: name, ID: vmID}))
+	}
+	return errors.Join(errs...)
 }
 
-// ReapJails removes the jails under the chroot base whose VM id keep
-// does not claim and whose Firecracker no longer runs, and returns the
-// ids it removed. Reconcile calls it at daemon start.
+// ReapJails removes the jails under the chroot base that banger made
+// (they carry its marker: the base may be shared with other users of
+// the jailer), whose VM id keep does not claim and in which no process
+// runs, and returns the ids it removed. Reconcile calls it at daemon
+// start.
 func (d *Driver) ReapJails(keep func(vmID string) bool) ([]string, error) {
 	if !d.jailer.Enabled {
 		return nil, nil
 	}
-	base := filepath.Join(d.jailer.ChrootBase, filepath.Base(d.binary))
-	entries, err := os.ReadDir(base)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	names, err := d.execNames()
 	if err != nil {
 		return nil, fmt.Errorf("reap jails: %w", err)
 	}
 	var removed []string
 	var errs []error
-	for _, e := range entries {
-		id := e.Name()
-		if !e.IsDir() || keep(id) {
-			continue
-		}
-		j, err := d.jailFor(id)
+	for _, name := range names {
+		entries, err := os.ReadDir(filepath.Join(d.jailer.ChrootBase, name))
 		if err != nil {
-			continue // not a jail of ours
-		}
-		if pid, _, err := readPIDFile(j.PIDFile()); err == nil && processRuns(pid, j.Root()) {
-			d.log.Warn("jail of unknown vm still runs firecracker; leaving it", "id", id, "pid", pid)
+			errs = append(errs, fmt.Errorf("reap jails: %w", err))
 			continue
 		}
-		if err := removeJail(j); err != nil {
-			errs = append(errs, err)
-			continue
+		for _, e := range entries {
+			id := e.Name()
+			j := Jail{Base: d.jailer.ChrootBase, ExecName: name, ID: id}
+			if !e.IsDir() || keep(id) || j.validate() != nil || !isBangerJail(j) {
+				continue
+			}
+			if pid, ok := jailInUse(j); ok {
+				d.log.Warn("jail of unknown vm still runs a process; leaving it", "id", id, "pid", pid)
+				continue
+			}
+			if err := removeJail(j); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, id)
 		}
-		removed = append(removed, id)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// execNames lists the directories of the chroot base named after a
+// Firecracker binary (the jailer requires "firecracker" in the name).
+func (d *Driver) execNames() ([]string, error) {
+	entries, err := os.ReadDir(d.jailer.ChrootBase)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && strings.Contains(e.Name(), "firecracker") {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
 }

@@ -28,6 +28,8 @@ const (
 	jailKernel    = "vmlinux"
 	jailInitrd    = "initrd"
 	jailDrivePref = "drive-"
+	// jailMarker, beside the jail's root, marks a jail banger made.
+	jailMarker = "banger-jail"
 )
 
 // Jail is the chroot the jailer builds for one machine:
@@ -101,6 +103,9 @@ func FirecrackerArgs(apiSock, id string) []string {
 func prepareJail(j Jail, spec vmm.Spec, kernel string, uid, gid int) (Layout, error) {
 	root := j.Root()
 	if err := os.MkdirAll(root, 0o755); err != nil {
+		return Layout{}, fmt.Errorf("prepare jail %s: %w", root, err)
+	}
+	if err := os.WriteFile(filepath.Join(j.Dir(), jailMarker), []byte(j.ID+"\n"), 0o644); err != nil {
 		return Layout{}, fmt.Errorf("prepare jail %s: %w", root, err)
 	}
 	l := Layout{Kernel: "/" + jailKernel, Log: "/" + logName, Metrics: "/" + metricsName}
@@ -207,6 +212,12 @@ func exposeDisk(src, dst string, uid, gid int, readOnly bool) error {
 		return fmt.Errorf("bind mount %s on %s: %w", src, dst, err)
 	}
 	return nil
+}
+
+// isBangerJail reports whether j carries banger's marker.
+func isBangerJail(j Jail) bool {
+	_, err := os.Stat(filepath.Join(j.Dir(), jailMarker))
+	return err == nil
 }
 
 // removeJail unmounts what is mounted inside j and removes its directory.

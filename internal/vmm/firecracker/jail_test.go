@@ -2,12 +2,16 @@ package firecracker
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"banger/internal/errdefs"
+	"banger/internal/vmm"
 )
 
 func TestJailerArgs(t *testing.T) {
@@ -145,21 +149,83 @@ func TestPrepareJail(t *testing.T) {
 func TestReapJails(t *testing.T) {
 	base := t.TempDir()
 	d := New(Options{Binary: "/usr/bin/firecracker", Jailer: JailerOptions{Enabled: true, ChrootBase: base}})
-	for _, id := range []string{"keep-me", "orphan"} {
-		os.MkdirAll(filepath.Join(base, "firecracker", id, "root"), 0o755)
+	jail := func(execName, id string, marked bool) string {
+		dir := filepath.Join(base, execName, id)
+		os.MkdirAll(filepath.Join(dir, "root"), 0o755)
+		if marked {
+			os.WriteFile(filepath.Join(dir, jailMarker), nil, 0o644)
+		}
+		return dir
 	}
+	keep := jail("firecracker", "keep-me", true)
+	jail("firecracker", "orphan", true)
+	// A jail of an older binary's name (firecracker was a link to it).
+	jail("firecracker-v1.6.0-x86_64", "old-orphan", true)
+	// Another user of the jailer shares the default chroot base.
+	foreign := jail("firecracker", "not-banger", false)
+	other := jail("other-vmm", "x", true)
+
 	removed, err := d.ReapJails(func(id string) bool { return id == "keep-me" })
-	if err != nil || !reflect.DeepEqual(removed, []string{"orphan"}) {
-		t.Errorf("got %v, %v, want [orphan]", removed, err)
+	slices.Sort(removed)
+	if err != nil || !reflect.DeepEqual(removed, []string{"old-orphan", "orphan"}) {
+		t.Errorf("got %v, %v, want [old-orphan orphan]", removed, err)
 	}
-	if _, err := os.Stat(filepath.Join(base, "firecracker", "keep-me")); err != nil {
-		t.Errorf("got %v, want the kept jail in place", err)
+	for _, dir := range []string{keep, foreign, other} {
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("got %v, want %s left in place", err, dir)
+		}
 	}
+
+	jail("firecracker-v1.6.0-x86_64", "keep-me", true)
 	if err := d.RemoveJail("keep-me"); err != nil {
 		t.Errorf("remove jail: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(base, "firecracker", "keep-me")); !os.IsNotExist(err) {
-		t.Errorf("got %v, want the jail removed", err)
+	for _, name := range []string{"firecracker", "firecracker-v1.6.0-x86_64"} {
+		if _, err := os.Stat(filepath.Join(base, name, "keep-me")); !os.IsNotExist(err) {
+			t.Errorf("got %v, want the jail under %s removed", err, name)
+		}
+	}
+	if err := d.RemoveJail("../x"); !errdefs.IsInvalid(err) {
+		t.Errorf("remove jail ../x: got %v, want an invalid-argument error", err)
+	}
+}
+
+// TestJailExecName: the jailer names the jail's directory after the
+// binary --exec-file resolves to, not after a link to it.
+func TestJailExecName(t *testing.T) {
+	dir := t.TempDir()
+	release := filepath.Join(dir, "firecracker-v1.7.0-x86_64")
+	os.WriteFile(release, []byte("#!/bin/sh\n"), 0o755)
+	link := filepath.Join(dir, "firecracker")
+	if err := os.Symlink(filepath.Base(release), link); err != nil {
+		t.Fatal(err)
+	}
+	d := New(Options{Binary: link, Jailer: JailerOptions{Enabled: true, ChrootBase: "/srv/jailer"}})
+	j, err := d.jailFor("vm-1")
+	if err != nil || j.Dir() != "/srv/jailer/firecracker-v1.7.0-x86_64/vm-1" {
+		t.Errorf("got %s, %v, want /srv/jailer/firecracker-v1.7.0-x86_64/vm-1", j.Dir(), err)
+	}
+}
+
+// TestWaitPIDFileJailerGone: a jailer that exits without writing the
+// pid file fails the wait at once, not after the timeout.
+func TestWaitPIDFileJailerGone(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := vmm.Handle{PID: cmd.Process.Pid}
+	if st, err := vmm.ReadProcStat(h.PID); err == nil {
+		h.StartTime = st.StartTime
+	}
+	cmd.Wait()
+	begin := time.Now()
+	_, _, err := waitPIDFile(t.Context(), filepath.Join(t.TempDir(), "firecracker.pid"), h, 10*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "exited before firecracker was up") {
+		t.Errorf("got %v, want the jailer's exit reported", err)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("got the error after %v, want it at once", took)
 	}
 }
 

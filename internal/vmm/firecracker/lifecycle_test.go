@@ -20,12 +20,19 @@ import (
 	"banger/internal/vmm/firecracker/fctest"
 )
 
-// fakeMainEnv makes the test binary act as the fake Firecracker.
-const fakeMainEnv = "BANGER_FAKEFC_MAIN"
+// fakeMainEnv makes the test binary act as the fake Firecracker,
+// fakeJailerEnv as the fake jailer.
+const (
+	fakeMainEnv   = "BANGER_FAKEFC_MAIN"
+	fakeJailerEnv = "BANGER_FAKEJAILER_MAIN"
+)
 
 func TestMain(m *testing.M) {
-	if os.Getenv(fakeMainEnv) == "1" {
+	switch {
+	case os.Getenv(fakeMainEnv) == "1":
 		os.Exit(fctest.Main(os.Args[1:], os.Stdout, os.Stderr))
+	case os.Getenv(fakeJailerEnv) == "1":
+		os.Exit(fctest.JailerMain(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

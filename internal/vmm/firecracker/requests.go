@@ -19,10 +19,11 @@ var MinVersion = Version{1, 5, 0}
 
 // Versions where behaviour the driver relies on changed.
 var (
-	// versionJailerPIDFile: the jailer forks Firecracker as a new
-	// process (firecracker#4259) and leaves its pid in
-	// <chroot>/firecracker.pid (firecracker#4442). Before it, the jailer
-	// exec'd Firecracker in place and kept its own pid.
+	// versionJailerPIDFile: the jailer leaves Firecracker's pid in
+	// <chroot>/<exec name>.pid in every mode (firecracker#4442), as
+	// --daemonize forks since (#4259). Before it, only --new-pid-ns
+	// wrote it. The driver passes neither flag: the jailer execs
+	// Firecracker in place, so its pid is the launched one either way.
 	versionJailerPIDFile = Version{1, 7, 0}
 	// versionPerDeviceMetrics: metrics carry "block_<drive_id>" and
 	// "net_<iface_id>" objects beside the aggregates.

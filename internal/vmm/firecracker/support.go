@@ -142,14 +142,20 @@ func readPIDFile(path string) (int, uint64, error) {
 	return pid, st.StartTime, nil
 }
 
-// waitPIDFile waits until path names a running process.
-func waitPIDFile(ctx context.Context, path string, timeout time.Duration) (int, uint64, error) {
+// waitPIDFile waits until path names a running process. The jailer,
+// launched, writes it: once launched is gone without a pid there, it
+// never will.
+func waitPIDFile(ctx context.Context, path string, launched vmm.Handle, timeout time.Duration) (int, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
+		alive := vmm.Alive(launched)
 		pid, start, err := readPIDFile(path)
 		if err == nil {
 			return pid, start, nil
+		}
+		if !alive {
+			return 0, 0, fmt.Errorf("jailer (pid %d) exited before firecracker was up: %w", launched.PID, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -159,10 +165,33 @@ func waitPIDFile(ctx context.Context, path string, timeout time.Duration) (int, 
 	}
 }
 
-// processRuns reports whether pid runs with root as its root directory.
-func processRuns(pid int, root string) bool {
-	link, err := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
-	return err == nil && (link == "/" || filepath.Clean(link) == filepath.Clean(root))
+// jailInUse returns a process whose root directory is j's root: the
+// Firecracker of its pid file, else any process found in /proc (a
+// jailer before 1.7 writes no pid file). Firecracker's root is a bind
+// mount of the jail in a mount namespace of its own, where
+// /proc/PID/root reads "/": the check compares the directories
+// themselves.
+func jailInUse(j Jail) (int, bool) {
+	root, err := os.Stat(j.Root())
+	if err != nil {
+		return 0, false
+	}
+	if pid, _, err := readPIDFile(j.PIDFile()); err == nil && rootIs(pid, root) {
+		return pid, true
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && rootIs(pid, root) {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+// rootIs reports whether process pid has dir as its root directory.
+func rootIs(pid int, dir os.FileInfo) bool {
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d/root", pid))
+	return err == nil && os.SameFile(fi, dir)
 }
 
 // consoleTail returns the end of the console log for an error message,

@@ -107,8 +107,11 @@ func TestServerOrdering(t *testing.T) {
 		{"post-boot patch before boot", "PATCH", "/drives/rootfs", `{"drive_id":"rootfs","path_on_host":"/x"}`, http.StatusBadRequest},
 		{"ctrl-alt-del before boot", "PUT", "/actions", `{"action_type":"SendCtrlAltDel"}`, http.StatusBadRequest},
 		{"start without boot source", "PUT", "/actions", `{"action_type":"InstanceStart"}`, http.StatusBadRequest},
-		{"boot source with missing kernel", "PUT", "/boot-source", `{"kernel_image_path":"/nonexistent"}`, http.StatusNoContent},
-		{"start with missing kernel", "PUT", "/actions", `{"action_type":"InstanceStart"}`, http.StatusBadRequest},
+		// Firecracker opens the kernel, and a drive's file, when it takes them.
+		{"boot source with missing kernel", "PUT", "/boot-source", `{"kernel_image_path":"/nonexistent"}`, http.StatusBadRequest},
+		{"start after a refused boot source", "PUT", "/actions", `{"action_type":"InstanceStart"}`, http.StatusBadRequest},
+		{"drive with missing file", "PUT", "/drives/a", `{"drive_id":"a","path_on_host":"/nonexistent","is_root_device":false,"is_read_only":true}`, http.StatusBadRequest},
+		{"logger with missing file", "PUT", "/logger", `{"log_path":"/nonexistent"}`, http.StatusBadRequest},
 		{"boot source", "PUT", "/boot-source", `{"kernel_image_path":"` + kernel + `"}`, http.StatusNoContent},
 		{"drive id mismatch", "PUT", "/drives/a", `{"drive_id":"b","path_on_host":"` + kernel + `","is_root_device":false,"is_read_only":true}`, http.StatusBadRequest},
 		{"machine config", "PUT", "/machine-config", `{"vcpu_count":2,"mem_size_mib":256}`, http.StatusNoContent},

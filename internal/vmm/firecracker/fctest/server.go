@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +25,11 @@ const (
 	EnvIgnoreCAD  = "BANGER_FAKEFC_IGNORE_CAD"  // "1": the guest ignores Ctrl-Alt-Del
 	EnvFailPath   = "BANGER_FAKEFC_FAIL_PATH"   // answer 400 to a PUT on this path
 	EnvDelayStart = "BANGER_FAKEFC_DELAY_START" // wait this long (Go duration) before serving
+	// EnvSpecFD and EnvRecordFD name inherited descriptors that replace
+	// EnvSpec and EnvRecord: the fake jailer opens those files before it
+	// enters the jail, where their paths do not exist.
+	EnvSpecFD   = "BANGER_FAKEFC_SPEC_FD"
+	EnvRecordFD = "BANGER_FAKEFC_RECORD_FD"
 )
 
 // Recorded is a request the fake received, as it records it.
@@ -128,13 +134,36 @@ func (s *Server) handle(method, path string, body []byte) (int, any, error) {
 		}
 		json.Unmarshal(body, &a)
 		return s.action(a.ActionType)
+	case method == "PUT" && path == "/boot-source":
+		var b struct {
+			Kernel string `json:"kernel_image_path"`
+			Initrd string `json:"initrd_path"`
+		}
+		json.Unmarshal(body, &b)
+		// Firecracker opens both files when it takes the boot source.
+		for _, p := range []string{b.Kernel, b.Initrd} {
+			if err := openable(p, os.O_RDONLY); err != nil {
+				return http.StatusBadRequest, nil, fmt.Errorf("boot source: %w", err)
+			}
+		}
 	case method == "PUT" && strings.HasPrefix(path, "/drives/"):
 		var d struct {
-			DriveID string `json:"drive_id"`
+			DriveID    string `json:"drive_id"`
+			PathOnHost string `json:"path_on_host"`
+			ReadOnly   bool   `json:"is_read_only"`
 		}
 		json.Unmarshal(body, &d)
 		if "/drives/"+d.DriveID != path {
 			return http.StatusBadRequest, nil, fmt.Errorf("drive id %q in the body does not match the path %s", d.DriveID, path)
+		}
+		// Firecracker opens the backing file when it takes the drive,
+		// read-write unless the drive is read-only.
+		flags := os.O_RDWR
+		if d.ReadOnly {
+			flags = os.O_RDONLY
+		}
+		if err := openable(d.PathOnHost, flags); err != nil {
+			return http.StatusBadRequest, nil, fmt.Errorf("drive %s: %w", d.DriveID, err)
 		}
 	case method == "PUT" && strings.HasPrefix(path, "/network-interfaces/"):
 		var n struct {
@@ -159,8 +188,8 @@ func (s *Server) handle(method, path string, body []byte) (int, any, error) {
 	return http.StatusNoContent, nil, nil
 }
 
-// checkFile makes sure the logger or metrics file exists, as
-// Firecracker opens it without creating it.
+// checkFile makes sure this process can open the logger or metrics
+// file, as Firecracker opens it (without creating it) when configured.
 func (s *Server) checkFile(path string, body []byte) error {
 	var b map[string]any
 	json.Unmarshal(body, &b)
@@ -169,13 +198,22 @@ func (s *Server) checkFile(path string, body []byte) error {
 		key = "metrics_path"
 	}
 	p, _ := b[key].(string)
-	if p == "" {
-		return nil
-	}
-	if _, err := os.Stat(p); err != nil {
+	if err := openable(p, os.O_RDWR|syscall.O_NONBLOCK); err != nil {
 		return fmt.Errorf("%s: %w", key, err)
 	}
 	return nil
+}
+
+// openable opens path with flags and closes it; "" is no file.
+func openable(path string, flags int) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, flags, 0)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 func (s *Server) action(action string) (int, any, error) {
@@ -307,6 +345,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	showVersion := fs.Bool("version", false, "print the version")
 	fs.String("start-time-us", "", "")
 	fs.String("start-time-cpu-us", "", "")
+	fs.String("parent-cpu-time-us", "", "")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -327,7 +366,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			shape = ShapeAPI10
 		}
 	}
-	spec, err := Load(os.Getenv(EnvSpec), shape)
+	spec, err := loadSpecFromEnv(shape)
 	if err != nil {
 		fmt.Fprintf(stderr, "fake firecracker: %v\n", err)
 		return 1
@@ -340,17 +379,26 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			os.Exit(0)
 		}
 	}
-	if path := os.Getenv(EnvRecord); path != "" {
+	record, err := inherited(EnvRecordFD)
+	if err != nil {
+		fmt.Fprintf(stderr, "fake firecracker: %v\n", err)
+		return 1
+	}
+	if path := os.Getenv(EnvRecord); path != "" || record != nil {
 		var mu sync.Mutex
 		srv.Record = func(r Recorded) {
 			mu.Lock()
 			defer mu.Unlock()
+			line, _ := json.Marshal(r)
+			if record != nil {
+				record.Write(append(line, '\n'))
+				return
+			}
 			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 			if err != nil {
 				return
 			}
 			defer f.Close()
-			line, _ := json.Marshal(r)
 			f.Write(append(line, '\n'))
 		}
 	}
@@ -366,6 +414,34 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// loadSpecFromEnv loads the specification from the descriptor EnvSpecFD
+// names, else from the file EnvSpec names.
+func loadSpecFromEnv(shape Shape) (*Spec, error) {
+	f, err := inherited(EnvSpecFD)
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return Load(os.Getenv(EnvSpec), shape)
+	}
+	defer f.Close()
+	return LoadReader(f, "inherited descriptor "+os.Getenv(EnvSpecFD), shape)
+}
+
+// inherited returns the descriptor the environment variable env names,
+// nil when it is unset.
+func inherited(env string) (*os.File, error) {
+	v := os.Getenv(env)
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q: not an inherited descriptor", env, v)
+	}
+	return os.NewFile(uintptr(fd), env), nil
 }
 
 // ReadRecord reads the requests a fake recorded in the file at path.
