@@ -310,7 +310,7 @@ func (p *Sampler) measure(rec model.VMRecord, now time.Time) (model.VMStats, boo
 		ps, err = vmm.ReadProcStat(h.PID)
 		// The process may have exited, and its pid been reused, since
 		// Alive looked.
-		alive = err == nil && (h.StartTime == 0 || ps.StartTime == h.StartTime)
+		alive = err == nil && h.StartTime != 0 && ps.StartTime == h.StartTime
 	}
 	if !alive {
 		st.CPUPercent, st.RSSBytes, st.VSZBytes = 0, 0, 0

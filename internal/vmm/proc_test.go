@@ -195,8 +195,8 @@ func TestAlive(t *testing.T) {
 		{"same process", h, true},
 		{"reused pid: other start time", Handle{PID: h.PID, StartTime: h.StartTime + 1}, false},
 		{"reused pid: earlier start time", Handle{PID: h.PID, StartTime: h.StartTime - 1}, false},
-		// No recorded start time checks the pid alone.
-		{"no start time recorded", Handle{PID: h.PID}, true},
+		// Without a recorded start time the pid cannot be verified.
+		{"no start time recorded", Handle{PID: h.PID}, false},
 		{"dead pid", Handle{PID: dead, StartTime: h.StartTime}, false},
 		{"dead pid without start time", Handle{PID: dead}, false},
 		{"zero pid", Handle{StartTime: h.StartTime}, false},
@@ -267,7 +267,7 @@ func TestSignal(t *testing.T) {
 		want error
 	}{
 		{"signal 0 to the same process", h, 0, nil},
-		{"signal 0 without start time", Handle{PID: h.PID}, 0, nil},
+		{"SIGKILL without start time", Handle{PID: h.PID}, syscall.SIGKILL, ErrNotRunning},
 		// A reused pid is never signalled, not even with SIGKILL.
 		{"SIGKILL to a reused pid", Handle{PID: h.PID, StartTime: h.StartTime + 1}, syscall.SIGKILL, ErrNotRunning},
 		{"SIGTERM to a reused pid", Handle{PID: h.PID, StartTime: h.StartTime - 1}, syscall.SIGTERM, ErrNotRunning},

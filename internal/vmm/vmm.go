@@ -75,16 +75,18 @@ type Driver interface {
 var ErrNotRunning = errors.New("vmm process is not running")
 
 // Alive reports whether the process of h still runs and is the same
-// process that was started (not a reused pid, not a zombie).
+// process that was started (not a reused pid, not a zombie). A handle
+// without a start time cannot tell its process from another that took
+// its pid, so it is never alive: nothing acts on an unverified pid.
 func Alive(h Handle) bool {
-	if h.PID <= 0 {
+	if h.PID <= 0 || h.StartTime == 0 {
 		return false
 	}
 	st, err := ReadProcStat(h.PID)
 	if err != nil || st.State == 'Z' || st.State == 'X' {
 		return false
 	}
-	return h.StartTime == 0 || st.StartTime == h.StartTime
+	return st.StartTime == h.StartTime
 }
 
 // Signal sends sig to the process of h after verifying it is the same

@@ -221,9 +221,13 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (h vmm.Handle, err er
 	// The undos kill proc: a failed Start returns a zero h before its
 	// deferred undos run.
 	proc := vmm.Handle{Driver: d.Name(), PID: pid, ControlSocket: apiSock, ConsoleLog: spec.ConsoleLog, AgentSocket: spec.AgentSocket}
-	if st, serr := vmm.ReadProcStat(pid); serr == nil {
-		proc.StartTime = st.StartTime
+	st, err := vmm.ReadProcStat(pid)
+	if err != nil || st.State == 'Z' || st.State == 'X' {
+		// Gone at once (a handle without a start time could never be
+		// told from a process that reuses the pid).
+		return vmm.Handle{}, fmt.Errorf("firecracker pid %d exited at start%s", pid, consoleTail(spec.ConsoleLog))
 	}
+	proc.StartTime = st.StartTime
 	undo.push("kill firecracker", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
