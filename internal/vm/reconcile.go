@@ -88,7 +88,11 @@ func (s *Service) Reconcile(ctx context.Context) error {
 				}
 			}
 		}
-		if _, err := os.Stat(rec.Runtime.WorkDiskPath); err != nil && rec.State != model.VMStateError {
+		if _, err := os.Stat(rec.Runtime.WorkDiskPath); err != nil && alive && rec.State == model.VMStateRunning {
+			// The VMM holds it open: the VM runs on, its record says so,
+			// and the log says what its next stop loses.
+			logger.Error("work disk is missing from the host; the running vm still has it open, and loses it when it stops", "path", rec.Runtime.WorkDiskPath)
+		} else if err != nil && rec.State != model.VMStateError {
 			logger.Error("work disk is missing", "path", rec.Runtime.WorkDiskPath)
 			rec.State = model.VMStateError
 			rec.Runtime.LastError = "work disk " + rec.Runtime.WorkDiskPath + " is missing"

@@ -604,3 +604,22 @@ func TestReconcileMissingWorkDisk(t *testing.T) {
 		t.Errorf("got state %s (last error %q), want error naming %s", got.State, got.Runtime.LastError, rec.Runtime.WorkDiskPath)
 	}
 }
+
+// TestReconcileRunningWithoutWorkDisk checks that a running VM whose
+// work disk file was removed from the host stays running: its VMM still
+// has the disk open, and the record matches the process.
+func TestReconcileRunningWithoutWorkDisk(t *testing.T) {
+	rf := newReconcileFixture(t, &testDriver{t: t, name: "qemu"})
+	rec, h := rf.started(t, "unlinked", false)
+	if err := os.Remove(rec.Runtime.WorkDiskPath); err != nil {
+		t.Fatal(err)
+	}
+	reconcile(t, rf.restart())
+	got := rf.get(t, rec.ID)
+	if got.State != model.VMStateRunning || got.Runtime.PID != h.VMM.PID || !vmm.Alive(h.VMM) {
+		t.Errorf("got state %s, pid %d (vmm alive %v); want running with pid %d", got.State, got.Runtime.PID, vmm.Alive(h.VMM), h.VMM.PID)
+	}
+	if !rf.taps.has(h.Tap) {
+		t.Errorf("tap %s of the running vm was removed", h.Tap)
+	}
+}
