@@ -34,7 +34,7 @@ func runSteps(ctx context.Context, logger *slog.Logger, report func(step, msg st
 			err = faultPoint(s.name)
 		}
 		if err == nil {
-			logger.Debug("step done", "step", s.name, "duration", time.Since(start).Round(time.Microsecond))
+			logger.Info("step done", "step", s.name, "duration", time.Since(start).Round(time.Microsecond))
 			continue
 		}
 		logger.Warn("step failed", "step", s.name, "error", err)
@@ -60,7 +60,9 @@ func rollback(ctx context.Context, logger *slog.Logger, ran []step) error {
 		if err := s.undo(ctx); err != nil {
 			logger.Error("undo failed", "step", s.name, "error", err)
 			errs = append(errs, fmt.Errorf("undo %s: %w", s.name, err))
+			continue
 		}
+		logger.Info("undo done", "step", s.name)
 	}
 	return errors.Join(errs...)
 }
