@@ -1,10 +1,10 @@
 // Package agent is the protocol between bangerd and banger-agent, the
 // small static program that runs in every banger guest, and both of its
-// ends: the client the daemon uses (Dial, DialFirecrackerVsock) and the
-// server the guest runs (Serve), with the guest facts it reports (health
-// from /proc, listening sockets from /proc/net). The transport is a byte
-// stream: a virtio-serial port behind a QEMU chardev socket, or a vsock
-// connection where the VMM offers one. The daemon and banger-agent import
+// ends: the client the daemon uses (Dial, DialVsock, DialFirecrackerVsock)
+// and the server the guest runs (Serve), with the guest facts it reports
+// (health from /proc, listening sockets from /proc/net). The transport is
+// a byte stream: a virtio-serial port behind a QEMU chardev socket, or a
+// vsock connection where the VMM offers one. The daemon and banger-agent import
 // this package; it pulls in no SQLite, netlink or nftables.
 //
 // Protocol version 1 is newline-delimited JSON, one request and one

@@ -16,20 +16,45 @@ import (
 	"banger/internal/errdefs"
 	"banger/internal/model"
 	"banger/internal/rpc"
+	"banger/internal/vmm"
+	"banger/internal/vmm/qemu"
 	"banger/internal/workspace"
 )
 
 // agentTimeout bounds one call to a guest agent, dial included.
 const agentTimeout = 3 * time.Second
 
-// agentLocks serialises calls to each VM's agent: QEMU's chardev socket
-// serves one client at a time, so a second dial would wait anyway.
-type agentLocks struct{ m sync.Map } // VM id -> *sync.Mutex
+// agentVsockPort is where banger-agent listens on vsock (the guest
+// side's DefaultVsockPort).
+const agentVsockPort = 1024
 
-func (l *agentLocks) lock(id string) func() {
-	mu, _ := l.m.LoadOrStore(id, new(sync.Mutex))
-	mu.(*sync.Mutex).Lock()
-	return mu.(*sync.Mutex).Unlock
+// agentVsockDialTimeout bounds a vsock dial to a QEMU guest before the
+// daemon falls back to its virtio-serial port: a guest that answers
+// does so in milliseconds, one without a vsock driver not at all.
+const agentVsockDialTimeout = time.Second
+
+// agentVsockRetry is how long the daemon goes straight to the
+// virtio-serial port of a VM after a vsock dial to it failed.
+const agentVsockRetry = 30 * time.Second
+
+// agentLocks serialises calls to each VM's agent: QEMU's chardev socket
+// serves one client at a time, so a second dial would wait anyway. With
+// the lock goes what the daemon learnt about the VM's vsock.
+type agentLocks struct{ m sync.Map } // VM id -> *agentLock
+
+// agentLock is one VM's lock and the vsock state it guards.
+type agentLock struct {
+	mu sync.Mutex
+	// vsockDown names a guest CID whose dial failed and when to try it
+	// again; guarded by mu.
+	vsockDown vsockDown
+}
+
+func (l *agentLocks) lock(id string) (*agentLock, func()) {
+	v, _ := l.m.LoadOrStore(id, new(agentLock))
+	al := v.(*agentLock)
+	al.mu.Lock()
+	return al, al.mu.Unlock
 }
 
 // withAgent runs fn with a client connected to the agent of the running
@@ -50,23 +75,15 @@ func (d *Daemon) withAgentConn(ctx context.Context, ref string, fn func(ctx cont
 	if rec.State != model.VMStateRunning {
 		return errdefs.WithKind(errdefs.ErrConflict, fmt.Errorf("vm %q is %s, not running; start it with banger vm start %s", rec.Name, rec.State, rec.Name))
 	}
-	sock := rec.Runtime.VSockPath
-	if sock == "" {
+	if rec.Runtime.VSockPath == "" {
 		return errdefs.WithKind(errdefs.ErrUnavailable, fmt.Errorf("vm %q was started without an agent channel; restart it (banger vm restart %s)", rec.Name, rec.Name))
 	}
-	unlock := d.agentLocks.lock(rec.ID)
+	al, unlock := d.agentLocks.lock(rec.ID)
 	defer unlock()
 	dialCtx, cancel := context.WithTimeout(ctx, agentTimeout)
 	defer cancel()
-	var c *agent.Client
-	if rec.Runtime.VMM == "firecracker" {
-		// banger-agent listens on vsock port 1024 (the guest side's
-		// DefaultVsockPort); sock is Firecracker's vsock bridge.
-		const agentVsockPort = 1024
-		c, err = agent.DialFirecrackerVsock(dialCtx, sock, agentVsockPort)
-	} else {
-		c, err = agent.Dial(dialCtx, sock)
-	}
+	route := agentRouteOf(rec, qemu.GuestCID)
+	c, err := route.dial(dialCtx, defaultAgentDialers, &al.vsockDown, time.Now)
 	if err != nil {
 		return fmt.Errorf("vm %q: %w", rec.Name, err)
 	}
@@ -82,6 +99,79 @@ func (d *Daemon) withAgentConn(ctx context.Context, ref string, fn func(ctx cont
 		return fmt.Errorf("vm %q: %w", rec.Name, err)
 	}
 	return nil
+}
+
+// agentRoute is how the daemon reaches a VM's agent.
+type agentRoute struct {
+	// firecracker is Firecracker's vsock unix socket, the only way to a
+	// Firecracker guest's agent.
+	firecracker string
+	// cid is the vsock context id of a QEMU guest with vhost-vsock, 0
+	// for none; serial is its virtio-serial chardev socket, the way
+	// without vsock and the fallback when vsock does not answer.
+	cid    uint32
+	serial string
+}
+
+// agentRouteOf returns the route to the agent of the running VM rec.
+// guestCID finds a QEMU guest's vsock CID from its live process (see
+// qemu.GuestCID), so a CID is only ever dialled while the VM's own QEMU
+// holds it.
+func agentRouteOf(rec model.VMRecord, guestCID func(vmm.Handle) (uint32, bool)) agentRoute {
+	if rec.Runtime.VMM == "firecracker" {
+		return agentRoute{firecracker: rec.Runtime.VSockPath}
+	}
+	r := agentRoute{serial: rec.Runtime.VSockPath}
+	h := vmm.Handle{Driver: rec.Runtime.VMM, PID: rec.Runtime.PID, StartTime: rec.Runtime.PIDStartTime}
+	if cid, ok := guestCID(h); ok {
+		r.cid = cid
+	}
+	return r
+}
+
+// agentDialers are the ways to connect to an agent.
+type agentDialers struct {
+	vsock       func(ctx context.Context, cid, port uint32) (*agent.Client, error)
+	serial      func(ctx context.Context, socketPath string) (*agent.Client, error)
+	firecracker func(ctx context.Context, udsPath string, port uint32) (*agent.Client, error)
+}
+
+var defaultAgentDialers = agentDialers{
+	vsock:       agent.DialVsock,
+	serial:      agent.Dial,
+	firecracker: agent.DialFirecrackerVsock,
+}
+
+// vsockDown remembers a vsock dial that failed.
+type vsockDown struct {
+	cid   uint32
+	until time.Time
+}
+
+// dial connects along r: through Firecracker's socket for a Firecracker
+// guest; for a QEMU guest over vsock when it has a CID, within
+// agentVsockDialTimeout, else or on failure through the virtio-serial
+// socket. A vsock that fails (an image whose agent predates vsock, a
+// guest still booting or without a vsock driver) is not tried again for
+// the same CID before agentVsockRetry has passed; down holds that.
+func (r agentRoute) dial(ctx context.Context, ds agentDialers, down *vsockDown, now func() time.Time) (*agent.Client, error) {
+	if r.firecracker != "" {
+		return ds.firecracker(ctx, r.firecracker, agentVsockPort)
+	}
+	if r.cid != 0 && (down.cid != r.cid || !now().Before(down.until)) {
+		vctx, cancel := context.WithTimeout(ctx, agentVsockDialTimeout)
+		c, err := ds.vsock(vctx, r.cid, agentVsockPort)
+		cancel()
+		if err == nil {
+			*down = vsockDown{}
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		*down = vsockDown{cid: r.cid, until: now().Add(agentVsockRetry)}
+	}
+	return ds.serial(ctx, r.serial)
 }
 
 // registerAgent wires the methods answered by guest agents.

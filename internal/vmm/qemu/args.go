@@ -68,7 +68,11 @@ func checkSocketPath(what, path string) error {
 // the accelerator accel. The machine is a microvm with
 // ACPI (so system_powerdown reaches the guest as a power button press),
 // virtio-mmio devices, the serial console appended to spec.ConsoleLog,
-// QMP on p.QMPSocket, and QEMU daemonizes after writing p.PIDFile.
+// QMP on p.QMPSocket, and QEMU daemonizes after writing p.PIDFile. The
+// agent gets a virtio-serial port when spec.AgentSocket is set and, when
+// spec.VSockCID is not 0, a vsock device with that guest CID as well
+// (Start sets it to a CID the host kernel has free, or 0 on a host
+// without /dev/vhost-vsock).
 func Args(spec vmm.Spec, accel Accelerator, p Paths) []string {
 	name := "banger-" + spec.Name
 	if spec.Name == "" {
@@ -143,6 +147,9 @@ func Args(spec vmm.Spec, accel Accelerator, p Paths) []string {
 			"-chardev", "socket,id=agent,path="+optEscape(spec.AgentSocket)+",server=on,wait=off",
 			"-device", "virtserialport,bus=agentbus.0,chardev=agent,name=banger.agent",
 		)
+	}
+	if spec.VSockCID != 0 {
+		args = append(args, "-device", vsockDeviceArg(spec.VSockCID))
 	}
 
 	return append(args, "-daemonize", "-pidfile", p.PIDFile)

@@ -2,7 +2,9 @@
 // QEMU daemonized, so a machine outlives the daemon that started it, and
 // controls it through QMP on a unix socket in the VM's directory. It uses
 // KVM when the host can run guests with it and falls back to TCG software
-// emulation otherwise. Only the daemon's VM service imports it.
+// emulation otherwise. The guest agent gets a virtio-serial port and,
+// where the host has /dev/vhost-vsock, a vsock device too (see GuestCID).
+// Only the daemon imports it.
 package qemu
 
 import (
@@ -41,7 +43,9 @@ type Driver struct {
 	binary      string
 	accel       Accelerator // Name "" when Options.Accel was invalid
 	accelReason string
-	log         *slog.Logger
+	// probeCID asks the host kernel about guest vsock CIDs.
+	probeCID cidProbe
+	log      *slog.Logger
 }
 
 // Timeouts of the steps of Start and of the cleanup after a failed start.
@@ -53,7 +57,7 @@ const (
 // New returns a driver. With Accel "auto" it probes KVM once and logs a
 // warning when it falls back to TCG.
 func New(opts Options) *Driver {
-	d := &Driver{binary: opts.Binary, log: opts.Logger}
+	d := &Driver{binary: opts.Binary, log: opts.Logger, probeCID: probeVhostCID(vhostVsockDevice)}
 	if d.binary == "" {
 		d.binary = "qemu-system-x86_64"
 	}
@@ -73,6 +77,9 @@ func New(opts Options) *Driver {
 		d.accel.Name, d.accelReason = opts.Accel, "set in configuration"
 	default:
 		d.accelReason = fmt.Sprintf("invalid qemu accel %q: want auto, kvm or tcg", opts.Accel)
+	}
+	if ok, why := vhostVsockUsable(vhostVsockDevice); !ok {
+		d.log.Info("guests get no vsock device (" + why + "); their agents are reached over virtio-serial")
 	}
 	if d.accel.Name == AccelTCG {
 		d.accel.TSCKHz = hostTSCKHz("/sys/devices/system/cpu/cpu0/tsc_freq_khz", "/proc/cpuinfo")
@@ -119,22 +126,61 @@ func (d *Driver) Start(ctx context.Context, spec vmm.Spec) (vmm.Handle, error) {
 	d.removeFiles(paths, spec)
 
 	log := d.log.With("vm", spec.Name)
-	args := Args(spec, d.accel, paths)
-	log.Debug("launch qemu", "binary", d.binary, "args", strings.Join(args, " "))
-	if _, err := hostexec.Run(ctx, d.binary, args...); err != nil {
+	launch := spec
+	tried := map[uint32]bool{}
+	for attempt := 1; ; attempt++ {
+		launch.VSockCID = d.guestCID(log, spec, tried)
+		args := Args(launch, d.accel, paths)
+		log.Debug("launch qemu", "binary", d.binary, "args", strings.Join(args, " "))
+		_, err := hostexec.Run(ctx, d.binary, args...)
+		if err == nil {
+			break
+		}
 		// QEMU's parent exits with an error when the daemonized child
 		// fails; if the parent was killed, the child may still be about.
 		d.cleanupAfterFailure(log, vmm.Handle{}, paths, spec)
+		// Another guest may have taken the CID since the probe: QEMU
+		// then could not set it. Any other failure is not retried.
+		if cid := launch.VSockCID; cid != 0 && attempt < maxCIDLaunches && ctx.Err() == nil && cidTaken(d.probeCID, cid) {
+			log.Info("guest vsock cid taken while qemu started; starting again with another", "cid", cid)
+			tried[cid] = true
+			continue
+		}
 		return vmm.Handle{}, fmt.Errorf("start vm %q: %w", spec.Name, err)
 	}
 
-	h, err := d.adopt(ctx, paths, spec)
+	h, err := d.adopt(ctx, paths, launch)
 	if err != nil {
 		d.cleanupAfterFailure(log, h, paths, spec)
 		return vmm.Handle{}, fmt.Errorf("start vm %q: %w", spec.Name, err)
 	}
-	log.Info("qemu started", "pid", h.PID, "accel", h.Accel)
+	log.Info("qemu started", "pid", h.PID, "accel", h.Accel, "vsock_cid", launch.VSockCID)
 	return h, nil
+}
+
+// guestCID picks the vsock CID of a machine about to start, skipping
+// those in tried: the first free candidate (see cidCandidates), or 0,
+// with the reason logged, when the host cannot give guests vsock. A
+// machine without an agent socket gets none either: vsock is only there
+// for the agent.
+func (d *Driver) guestCID(log *slog.Logger, spec vmm.Spec, tried map[uint32]bool) uint32 {
+	if spec.AgentSocket == "" {
+		return 0
+	}
+	key := spec.ID
+	if key == "" {
+		key = spec.Name
+	}
+	cid, err := chooseCID(d.probeCID, cidCandidates(spec.VSockCID, key), tried)
+	switch {
+	case err == nil:
+		return cid
+	case noVhostDevice(err):
+		log.Debug("no vsock for the guest: no " + vhostVsockDevice + " (vhost_vsock module not loaded); the agent is reached over virtio-serial")
+	default:
+		log.Warn("no vsock for the guest; the agent is reached over virtio-serial", "err", err)
+	}
+	return 0
 }
 
 // adopt reads the pid of the daemonized QEMU, records its identity and
