@@ -181,3 +181,62 @@ func TestVsockLoopback(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchVsockWaitsForTheDevice checks that the agent starts serving
+// vsock when the device shows up after it started, and keeps trying
+// while listening fails.
+func TestWatchVsockWaitsForTheDevice(t *testing.T) {
+	defer func(d time.Duration, l func(uint32) (*os.File, error)) { missingPortRecheck, vsockListen = d, l }(missingPortRecheck, vsockListen)
+	missingPortRecheck = 20 * time.Millisecond
+	device := filepath.Join(t.TempDir(), "vsock")
+	type call struct {
+		port      uint32
+		devExists bool
+	}
+	calls := make(chan call, 100)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	failures := 2
+	vsockListen = func(port uint32) (*os.File, error) {
+		_, err := os.Stat(device)
+		calls <- call{port, err == nil}
+		if failures > 0 {
+			failures--
+			return nil, syscall.ENODEV
+		}
+		return r, nil // a listener stand-in: accept fails, the server returns
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { watchVsock(ctx, slog.New(slog.DiscardHandler), &agent.Server{}, device, 1024); close(done) }()
+
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case c := <-calls:
+		t.Fatalf("listened (%+v) before the device existed", c)
+	default:
+	}
+	if err := os.WriteFile(device, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		select {
+		case c := <-calls:
+			if c.port != 1024 || !c.devExists {
+				t.Errorf("listen %d: got %+v, want port 1024 with the device present", i, c)
+			}
+		case <-ctx.Done():
+			t.Fatalf("listen %d never came: got %d of 3 (two failures, then success)", i, i)
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Error("watchVsock did not return within 3s of cancel")
+	}
+}

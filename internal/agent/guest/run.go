@@ -22,9 +22,10 @@ const (
 	vsockDevice       = "/dev/vsock"
 )
 
-// missingPortRecheck is how often the agent looks for a serial port that
-// is not there (a VMM without virtio-serial, or udev not done yet).
-const missingPortRecheck = 5 * time.Second
+// missingPortRecheck is how often the agent looks for a serial port or a
+// vsock transport that is not there (a VMM without that device, or udev
+// not done yet); tests shorten it.
+var missingPortRecheck = 5 * time.Second
 
 // shutdownWait bounds how long Run waits for its servers once ctx ends.
 const shutdownWait = 2 * time.Second
@@ -54,14 +55,7 @@ func Run(ctx context.Context, opts Options) error {
 		wg.Go(func() { serveSerial(ctx, log, srv, opts.SerialPath) })
 	}
 	if opts.VsockPort != 0 {
-		if _, err := os.Stat(vsockDevice); err != nil {
-			log.Info("no vsock device; serving the serial port only", "device", vsockDevice)
-		} else if l, err := listenVsock(opts.VsockPort); err != nil {
-			log.Warn("vsock unavailable; serving the serial port only", "err", err)
-		} else {
-			log.Info("listening on vsock", "port", opts.VsockPort)
-			wg.Go(func() { serveVsock(ctx, log, srv, l) })
-		}
+		wg.Go(func() { watchVsock(ctx, log, srv, vsockDevice, opts.VsockPort) })
 	}
 	<-ctx.Done()
 	// A write to the serial port blocks while no host client is
@@ -74,6 +68,35 @@ func Run(ctx context.Context, opts Options) error {
 		log.Warn("stopping with a request still in progress")
 	}
 	return nil
+}
+
+// vsockListen listens on a vsock port; tests replace it.
+var vsockListen = listenVsock
+
+// watchVsock serves the vsock port once device exists and a listener
+// opens: the vsock transport is a module that udev loads when the VMM's
+// device shows up, possibly after the agent started. Until then the
+// serial port alone serves.
+func watchVsock(ctx context.Context, log *slog.Logger, srv *agent.Server, device string, port uint32) {
+	logged := false
+	for ctx.Err() == nil {
+		_, err := os.Stat(device)
+		var l *os.File
+		if err == nil {
+			l, err = vsockListen(port)
+		}
+		if err != nil {
+			if !logged {
+				log.Info("vsock not available yet; serving the serial port, looking again every few seconds", "device", device, "err", err)
+				logged = true
+			}
+			sleep(ctx, missingPortRecheck)
+			continue
+		}
+		log.Info("listening on vsock", "port", port)
+		serveVsock(ctx, log, srv, l)
+		return
+	}
 }
 
 // serveSerial opens the serial port and serves it, again and again.
