@@ -31,11 +31,12 @@ var (
 	fixtureLong = "long/" + strings.Repeat("directory-name-", 8) + "/" + strings.Repeat("ü", 60) + ".txt"
 )
 
-// fixtureRepo builds a repository at DIR/"my repo" with a submodule,
-// three commits, and a working tree that differs from HEAD in every way
-// git knows: unstaged and staged edits, a staged new file, a deletion, a
-// staged rename, a mode change, a binary change; plus untracked, ignored
-// and nested-repository files.
+// fixtureRepo builds a repository at DIR/"my repo" with a submodule (its
+// origin at DIR/sub-origin), three commits, and a working tree that
+// differs from HEAD in every way git knows: unstaged and staged edits, a
+// staged new file, a deletion, a staged rename, a mode change, a binary
+// change, an edit inside the submodule; plus untracked, ignored and
+// nested-repository files.
 func fixtureRepo(t testing.TB) string {
 	t.Helper()
 	base := t.TempDir()
@@ -43,6 +44,10 @@ func fixtureRepo(t testing.TB) string {
 	sub := filepath.Join(base, "sub-origin")
 	writeFile(t, sub, "sub.txt", []byte("in the submodule\n"), 0o644)
 	writeFile(t, sub, "tools/tool.sh", []byte("#!/bin/sh\necho tool\n"), 0o755)
+	writeFile(t, sub, "data.bin", randomBytes(6, 20<<10), 0o644)
+	writeFile(t, sub, "docs/notes.txt", []byte("notes of the submodule, long enough to be found as a rename\n"), 0o644)
+	writeFile(t, sub, "gone.txt", []byte("deleted in the guest\n"), 0o644)
+	symlink(t, sub, "link", "sub.txt")
 	gitT(t, base, "init", "-q", sub)
 	gitT(t, sub, "add", "-A")
 	gitT(t, sub, "commit", "-q", "-m", "sub")
@@ -113,6 +118,7 @@ func fixtureRepo(t testing.TB) string {
 	os.Remove(filepath.Join(root, "typechange"))
 	writeFile(t, root, "typechange/inner.txt", []byte("untracked below a deleted file\n"), 0o644)
 	writeFile(t, root, fixtureSubmodule+"/sub-local.txt", []byte("untracked in the submodule\n"), 0o644)
+	writeFile(t, root, fixtureSubmodule+"/sub.txt", []byte("in the submodule, changed on the host\n"), 0o644)
 
 	writeFile(t, root, fixtureLong, []byte("long, changed\n"), 0o644)
 	writeFile(t, root, "untracked.txt", []byte("untracked\n"), 0o644)

@@ -78,8 +78,9 @@ type Plan struct {
 	// TotalBytes is the sum of the archived regular files' sizes.
 	TotalBytes int64
 	// Checkout are the tracked files (shallow_overlay) that are not in
-	// the archive because they equal HEAD's version: the guest writes
-	// them from the archived .git, in this order.
+	// the archive because they equal HEAD's version (a submodule's: the
+	// commit HEAD records for it): the guest writes them from the
+	// archived .git (the submodule's own), in this order.
 	Checkout []Entry
 	// CheckoutBytes is the sum of the Checkout files' sizes.
 	CheckoutBytes int64
@@ -106,7 +107,7 @@ func NewPlan(ctx context.Context, repo Repo, opts Options) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &builder{entries: map[string]*Entry{}, dirs: map[string]bool{}}
+	b := &builder{entries: map[string]*Entry{}, dirs: map[string]bool{}, subs: map[string]bool{}}
 	p := &Plan{Mode: mode}
 	switch {
 	case mode == model.WorkspacePrepareModeMetadataOnly:
@@ -141,6 +142,7 @@ type builder struct {
 	entries  map[string]*Entry
 	dirs     map[string]bool // host directories checked to be real directories
 	checkout []Entry         // files the guest checks out of .git
+	subs     map[string]bool // archive paths of the submodules whose files were added
 }
 
 // list returns the entries with their parent directories, sorted by path
@@ -316,9 +318,12 @@ func (b *builder) addWorkTree(ctx context.Context, dir, prefix string, withGitFi
 		if err != nil || !(fi.Mode().IsRegular() || fi.IsDir()) {
 			continue // submodule not initialized: an empty directory, as git leaves it
 		}
-		if ok, err := b.realParents(gitEntry, rel+"/.git"); err != nil || !ok {
+		if ok, err := b.realParents(gitEntry, rel+"/.git"); err != nil {
 			return err
+		} else if !ok {
+			continue // below a symlink: not part of the tree
 		}
+		b.subs[rel] = true
 		if withGitFiles {
 			if fi.IsDir() {
 				err = b.addTree(gitEntry, rel+"/.git")

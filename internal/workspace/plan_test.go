@@ -41,7 +41,7 @@ func TestShallowOverlay(t *testing.T) {
 			for _, e := range plan.Checkout {
 				checkedOut[e.Path] = true
 			}
-			for _, p := range []string{"README.md", "bin/same.bin", "run.sh", "crlf.txt", "new\nline.txt", "dup1.txt", "dup2.txt"} {
+			for _, p := range []string{"README.md", "bin/same.bin", "run.sh", "crlf.txt", "new\nline.txt", "dup1.txt", "dup2.txt", fixtureSubmodule + "/data.bin", fixtureSubmodule + "/tools/tool.sh"} {
 				if !checkedOut[p] || sent[p] {
 					t.Errorf("%q: got checked out %v, sent %v; want checked out only", p, checkedOut[p], sent[p])
 				}
@@ -52,7 +52,7 @@ func TestShallowOverlay(t *testing.T) {
 				}
 			}
 
-			compareTrees(t, snapshot(t, guest, skipPrefixes(".git")), fixtureTracked(t, root, untracked))
+			compareTrees(t, snapshot(t, guest, skipPrefixes(".git", fixtureSubmodule+"/.git")), fixtureTracked(t, root, untracked))
 
 			checks := []struct {
 				name string
@@ -86,9 +86,38 @@ func TestShallowOverlay(t *testing.T) {
 					t.Errorf(".git/%s: got stat error %v, want it removed", p, err)
 				}
 			}
-			// The submodule's files came, its history did not.
-			if _, err := os.Lstat(filepath.Join(guest, fixtureSubmodule, ".git")); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("submodule .git in the guest: got stat error %v, want none sent", err)
+			// The submodule got a one-commit .git of the commit HEAD
+			// records for it, its history did not travel.
+			gsub, hsub := filepath.Join(guest, fixtureSubmodule), filepath.Join(root, fixtureSubmodule)
+			subChecks := []struct {
+				name string
+				args []string
+				want string
+			}{
+				{"HEAD is the recorded commit", []string{"rev-parse", "HEAD"}, gitT(t, root, "rev-parse", "HEAD:"+fixtureSubmodule)},
+				{"detached", []string{"rev-parse", "--symbolic-full-name", "HEAD"}, "HEAD"},
+				{"history depth 1", []string{"rev-list", "--count", "HEAD"}, "1"},
+				{"top of its own repository", []string{"rev-parse", "--show-prefix"}, ""},
+				{"index matches HEAD", []string{"diff", "--cached", "--name-only", "HEAD"}, ""},
+				{"status as on the host", []string{"status", "--porcelain", "--untracked-files=no"}, gitT(t, hsub, "status", "--porcelain", "--untracked-files=no")},
+			}
+			for _, c := range subChecks {
+				if got := gitT(t, gsub, c.args...); got != c.want {
+					t.Errorf("submodule: %s: git %q: got %.200q, want %.200q", c.name, c.args, got, c.want)
+				}
+			}
+			run(t, gsub, nil, "git", "fsck", "--full", "--strict", "--no-dangling")
+			for _, p := range []string{checkoutFile, "info"} {
+				if _, err := os.Stat(filepath.Join(gsub, ".git", p)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("submodule .git/%s: got stat error %v, want it removed", p, err)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(guest, ".git", submodulesFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf(".git/%s: got stat error %v, want it removed", submodulesFile, err)
+			}
+			// The superproject sees the submodule as the host does.
+			if got, want := gitT(t, guest, "status", "--porcelain", "--untracked-files=no", "--", fixtureSubmodule), gitT(t, root, "status", "--porcelain", "--untracked-files=no", "--", fixtureSubmodule); got != want {
+				t.Errorf("guest status of the submodule: got %q, want %q", got, want)
 			}
 		})
 	}

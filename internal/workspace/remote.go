@@ -40,8 +40,9 @@ unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY GIT_CEILING_DIRE
 // ExtractCommand returns the script that replaces the guest copy at
 // guestPath with the tar stream on its stdin. The stream is extracted
 // beside it, into a new directory; the files a shallow overlay did not
-// send (Plan.Checkout) are checked out of the received .git, bytes as in
-// the blobs (the stream's .git/info/attributes turns off conversions);
+// send (Plan.Checkout) are checked out of the received .git, and of each
+// submodule's own .git, bytes as in the blobs (the stream's
+// .git/info/attributes turns off conversions);
 // only then, and only when the stream's last member (doneMarker)
 // arrived, does the new directory replace the old copy. A stream cut
 // short leaves the old copy as it was. The script starts few processes:
@@ -61,6 +62,13 @@ tar -x --warning=no-timestamp -f - -C "$n"
 if [ ! -f "$n/` + doneMarker + `" ]; then
 	echo "the workspace stream ended early; $d is unchanged" >&2
 	exit 1
+fi
+if [ -f "$n/.git/` + submodulesFile + `" ]; then
+	(cd "$n" && xargs -0 sh -ec 'for s; do
+		git -C "$s" checkout-index -u -z --stdin <"$s/.git/` + checkoutFile + `"
+		rm -rf -- "$s/.git/info" "$s/.git/` + checkoutFile + `"
+	done' sh <".git/` + submodulesFile + `")
+	rm -f -- "$n/.git/` + submodulesFile + `"
 fi
 if [ -f "$n/.git/` + checkoutFile + `" ]; then
 	git -C "$n" checkout-index -u -z --stdin <"$n/.git/` + checkoutFile + `"
@@ -105,39 +113,6 @@ func CheckBranchName(ctx context.Context, name string) error {
 		return fmt.Errorf("check branch name %q: %w", name, err)
 	}
 	return nil
-}
-
-// ExportCommand returns the script that prints to stdout a binary patch
-// (`git diff --binary`) from baseCommit to the guest copy at guestPath as
-// it is on disk: new files (untracked ones too, ignored ones not),
-// changes, deletions, renames, mode changes. baseCommit is a commit id
-// or a ref the guest copy resolves; empty means a repository that had
-// no commits: the patch then creates every file.
-// The guest's index and HEAD are left alone: a temporary index is loaded
-// from baseCommit and given every file. The patch applies with
-// `git apply` to a clean checkout of baseCommit; it is empty when
-// nothing changed.
-func ExportCommand(guestPath, baseCommit string) (string, error) {
-	if err := checkGuestPath(guestPath); err != nil {
-		return "", err
-	}
-	base := `base="$(git hash-object -t tree /dev/null)"` // the empty tree
-	if baseCommit != "" {
-		if err := checkRef(baseCommit); err != nil {
-			return "", err
-		}
-		base = "base=$(git rev-parse --verify --quiet --end-of-options " + ShellQuote(baseCommit+"^{commit}") + ") || {\n" +
-			"\techo " + ShellQuote(fmt.Sprintf("base commit %q is not a commit in the guest copy", baseCommit)) + " >&2\n\texit 1\n}"
-	}
-	return "set -e\n" + gitPreamble +
-		"cd " + ShellQuote(guestPath) + "\n" +
-		base + "\n" +
-		`GIT_INDEX_FILE="$t/index"
-export GIT_INDEX_FILE
-git read-tree "$base"
-git add -A
-git diff --cached --binary --no-color --no-ext-diff --no-textconv --no-relative --find-renames --submodule=short --src-prefix=a/ --dst-prefix=b/ "$base" --
-`, nil
 }
 
 // ShellCommand wraps script as the one remote command line to give ssh:

@@ -18,7 +18,11 @@
 //     checks them out of the sent .git, so their bytes travel once,
 //     compressed. Changed, staged, added and mode-changed files travel in
 //     the archive; files deleted on the host are absent in the guest.
-//     Submodule working trees are sent as files, without their history.
+//     Each initialized submodule gets a one-commit .git of its own, made
+//     the same way from the commit HEAD records for it (HEAD detached
+//     there), nested ones too: its unchanged files travel once, and an
+//     export has its base. A submodule whose host repository lacks the
+//     recorded commit arrives as plain files.
 //     A repository without commits gets an empty .git on the same
 //     branch; its files arrive untracked.
 //   - full_copy sends the whole .git (submodules' git dirs included) and
@@ -34,10 +38,22 @@
 //   - A prepare replaces the guest copy: ExtractCommand removes it first.
 //   - ExportCommand prints a binary patch of everything that differs in
 //     the guest copy from the base commit, untracked files included and
-//     ignored files excluded, without touching the guest's own index.
-//     Changes inside submodules are not exported (a moved submodule
-//     commit shows as a gitlink change, which `git apply` skips), and a
-//     plain-directory copy has no git to export from.
+//     ignored files excluded, without touching any index, HEAD or ref in
+//     the guest. Submodules are part of it, nested ones too: each one's
+//     files are diffed against the commit the base records for it, and
+//     appear with paths from the top, so one plain `git apply` at the
+//     top of a clean checkout of the base, submodules checked out
+//     (`git submodule update --init --recursive`), reproduces the
+//     guest's files. A submodule the guest committed in is no exception:
+//     the patch carries its files' changes and leaves its gitlink out,
+//     so the host's submodule keeps its HEAD and ends with the guest's
+//     files as uncommitted changes. A repository added in the guest (a
+//     new submodule or a clone) arrives as new files; a submodule the
+//     guest removed shows as its gitlink's deletion only, which
+//     `git apply` cannot carry out on a populated directory (it warns).
+//     A submodule the guest copy holds no base for (not a repository
+//     there, or lacking the recorded commit) is left out with a warning
+//     on stderr. A plain-directory copy has no git to export from.
 package workspace
 
 import (
