@@ -22,6 +22,11 @@ const FirstBootFile = "firstboot.json"
 // reports that it cannot go on.
 const FirstBootErrorPrefix = "banger-firstboot: error: "
 
+// FirstBootInstalledLine is the console line with which FirstBootInit
+// says the install completed, right before it starts systemd: from then
+// on the VM's boots need no package mirror.
+const FirstBootInstalledLine = "banger-firstboot: installed systemd and sshd; starting systemd"
+
 // FirstBoot is FirstBootFile: what a VM's first boot installs, and with
 // what.
 type FirstBoot struct {

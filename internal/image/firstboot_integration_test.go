@@ -145,6 +145,9 @@ echo "banger-agent net: eth0 172.16.0.9/24 gw 172.16.0.1 dns 172.16.0.1"
 					t.Errorf("%s enabled: got %q, %v", tt.wantUnit, link, err)
 				}
 			}
+			if installed := strings.Contains(out, FirstBootInstalledLine); installed != (!tt.wantFail && !tt.systemd) {
+				t.Errorf("output has the installed line %q: %v, want %v:\n%s", FirstBootInstalledLine, installed, !tt.wantFail && !tt.systemd, out)
+			}
 			if tt.systemd && strings.Contains(out, "first boot: installing") {
 				t.Errorf("an image with systemd and sshd ran the install:\n%s", out)
 			}

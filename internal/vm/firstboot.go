@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -50,9 +51,41 @@ func firstBootOf(img model.Image, rec model.VMRecord) (firstBootState, error) {
 	if rec.Runtime.VMDir != "" {
 		if _, err := os.Stat(filepath.Join(rec.Runtime.VMDir, firstBootMarker)); err == nil {
 			st.Pending = false
+		} else if consoleSaysInstalled(consolePath(rec)) {
+			// The install finished while no start waited for it (the
+			// daemon restarted during the first boot): the console
+			// says so; record it.
+			st.Pending = false
+			_ = markFirstBootDone(rec)
 		}
 	}
 	return st, nil
+}
+
+// consolePath is rec's console log.
+func consolePath(rec model.VMRecord) string {
+	if rec.Runtime.LogPath != "" {
+		return rec.Runtime.LogPath
+	}
+	return filepath.Join(rec.Runtime.VMDir, "console.log")
+}
+
+// consoleSaysInstalled reports whether the console log at path holds
+// image.FirstBootInstalledLine on a line of its own.
+func consoleSaysInstalled(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if strings.TrimRight(sc.Text(), "\r") == image.FirstBootInstalledLine {
+			return true
+		}
+	}
+	return false
 }
 
 // FirstBootPending returns what rec, a VM of img, installs at a first

@@ -28,6 +28,18 @@ func TestFirstBootOf(t *testing.T) {
 	if err := markFirstBootDone(model.VMRecord{Runtime: model.VMRuntime{VMDir: done}}); err != nil {
 		t.Fatal(err)
 	}
+	// The console of a first boot that finished while no start waited
+	// for it (a daemon restart), and of one that failed.
+	console := func(text string) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "console.log"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	installed := console("[    1.0] Run /usr/local/sbin/banger-firstboot as init process\r\nbanger-firstboot: first boot: installing systemd and sshd with apt-get\r\n" + image.FirstBootInstalledLine + "\r\n[  OK  ] Reached target multi-user.target\r\n")
+	failed := console("banger-firstboot: first boot: installing systemd and sshd with apt-get\nbanger-firstboot: error: apt-get install failed\n")
+	quoted := console("echo '" + image.FirstBootInstalledLine + "'\n")
 	tests := []struct {
 		name        string
 		imageDir    string
@@ -44,8 +56,20 @@ func TestFirstBootOf(t *testing.T) {
 		{"first boot pending, nat", withFB, t.TempDir(), true, true, true, false, false},
 		{"new vm, no dir yet", withFB, "", false, true, true, true, false},
 		{"first boot done, no nat", withFB, done, false, true, false, false, false},
+		{"install finished on the console, no marker", withFB, installed, false, true, false, false, false},
+		{"install failed on the console", withFB, failed, false, true, true, true, false},
+		{"installed line not on a line of its own", withFB, quoted, false, true, true, true, false},
 		{"broken firstboot.json", broken, t.TempDir(), false, false, false, false, true},
 	}
+	defer func() {
+		// What the console proved is recorded, as a finished start does.
+		if _, err := os.Stat(filepath.Join(installed, firstBootMarker)); err != nil {
+			t.Errorf("first boot finished on the console: marker %v, want it written", err)
+		}
+		if _, err := os.Stat(filepath.Join(failed, firstBootMarker)); err == nil {
+			t.Errorf("failed first boot: marker written, want none")
+		}
+	}()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			img := model.Image{Name: "img", ArtifactDir: tt.imageDir}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"banger/internal/errdefs"
@@ -212,8 +211,5 @@ func (s *Service) ConsoleLog(ctx context.Context, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if rec.Runtime.LogPath == "" {
-		return filepath.Join(rec.Runtime.VMDir, "console.log"), nil
-	}
-	return rec.Runtime.LogPath, nil
+	return consolePath(rec), nil
 }
