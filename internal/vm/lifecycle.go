@@ -331,7 +331,13 @@ func (s *Service) shutdownLocked(ctx context.Context, rec model.VMRecord, h hand
 	// A power button press made before the guest's logind runs is lost,
 	// so press again every few seconds until the guest powers off.
 	for waitCtx.Err() == nil {
-		if err := s.driver.Shutdown(waitCtx, h.VMM); err != nil {
+		// A VMM that does not take the request in time is wedged (its
+		// process stopped, its control socket hung): kill it now rather
+		// than wait out the whole bound.
+		reqCtx, cancelReq := context.WithTimeout(waitCtx, shutdownRequestTimeout)
+		err := s.driver.Shutdown(reqCtx, h.VMM)
+		cancelReq()
+		if err != nil {
 			if errors.Is(err, vmm.ErrNotRunning) {
 				return
 			}
@@ -339,7 +345,7 @@ func (s *Service) shutdownLocked(ctx context.Context, rec model.VMRecord, h hand
 			break
 		}
 		pressCtx, cancelPress := context.WithTimeout(waitCtx, shutdownRepeat)
-		err := vmm.WaitExit(pressCtx, h.VMM)
+		err = vmm.WaitExit(pressCtx, h.VMM)
 		cancelPress()
 		if err == nil {
 			logger.Info("guest powered off")
@@ -356,6 +362,9 @@ func (s *Service) shutdownLocked(ctx context.Context, rec model.VMRecord, h hand
 
 // shutdownRepeat is how long a stop waits after each power button press.
 const shutdownRepeat = 5 * time.Second
+
+// shutdownRequestTimeout bounds one power button request to the VMM.
+const shutdownRequestTimeout = 5 * time.Second
 
 // Kill sends sig to a VM's VMM process (SIGKILL when sig is 0) and
 // settles the VM as stopped once the process is gone.

@@ -22,9 +22,10 @@ import (
 	"banger/internal/vmm"
 )
 
-// stopBound is how long vm stop may take on a wedged guest: the
-// service's graceful timeout (vm.Service.StopTimeout, 30 s), then a
-// SIGKILL and the wait for it, with room for a loaded machine.
+// stopBound is how long vm stop may take on a wedged guest: at most the
+// service's graceful timeout (vm.Service.StopTimeout, 30 s; a VMM that
+// does not take the power button request within 5 s is killed sooner),
+// then a SIGKILL and the wait for it, with room for a loaded machine.
 const stopBound = 30*time.Second + 15*time.Second
 
 // unknownVMLine is the whole of stderr when one of several VMs given
