@@ -372,6 +372,7 @@ func usedKernels(imgs []model.Image) map[string]bool {
 	return used
 }
 
+// fileSHA256 is the hex sha256 of the file at path.
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -380,7 +381,7 @@ func fileSHA256(path string) (string, error) {
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -3,7 +3,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -447,28 +446,13 @@ func sameFiles(a, b string) (bool, error) {
 	if sa.Size() != sb.Size() {
 		return false, nil
 	}
-	ha, err := fileSum(a)
+	ha, err := fileSHA256(a)
 	if err != nil {
 		return false, err
 	}
-	hb, err := fileSum(b)
+	hb, err := fileSHA256(b)
 	if err != nil {
 		return false, err
 	}
 	return ha == hb, nil
-}
-
-func fileSum(path string) ([sha256.Size]byte, error) {
-	var sum [sha256.Size]byte
-	f, err := os.Open(path)
-	if err != nil {
-		return sum, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return sum, fmt.Errorf("read %s: %w", path, err)
-	}
-	copy(sum[:], h.Sum(nil))
-	return sum, nil
 }
