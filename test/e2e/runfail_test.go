@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,11 +19,18 @@ func TestRunRmKeepsFailedBoot(t *testing.T) {
 	e := newEnv(t)
 	e.ensureImage()
 	cache := imageCacheDir(t)
-	// A root filesystem the kernel cannot mount: it panics, and the
-	// guest never answers SSH.
+	// An empty root filesystem: it mounts, but holds no init, so the
+	// boot ends in a panic (and with panic=-1 QEMU exits); the guest
+	// never answers SSH.
 	rootfs := filepath.Join(t.TempDir(), "rootfs.ext4")
-	if err := os.WriteFile(rootfs, make([]byte, 64<<20), 0o644); err != nil {
+	if err := os.WriteFile(rootfs, nil, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.Truncate(rootfs, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "banger-root", rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
 	}
 	e.ok("image", "register", "--name", "broken", "--rootfs", rootfs,
 		"--work-seed", filepath.Join(cache, "work-seed.ext4"), "--kernel", filepath.Join(cache, "vmlinuz"),
@@ -45,8 +53,16 @@ func TestRunRmKeepsFailedBoot(t *testing.T) {
 	if pids := e.qemuPIDs(); len(pids) != 0 {
 		t.Errorf("qemu processes left by the failed boot: %v", pids)
 	}
+	// The kernel's panic ended the VMM, and the start saw it at once
+	// instead of waiting out its SSH timeout (reboot= on the command
+	// line makes the reset reach QEMU).
+	if !strings.Contains(last, "the vmm exited during boot") {
+		t.Errorf("vm run of a guest that panics: last line %q, want it to say the vmm exited during boot", last)
+	}
 	// What is kept can be inspected, then removed.
-	e.ok("vm", "logs", "dud")
+	if console := e.ok("vm", "logs", "dud").stdout; !strings.Contains(console, "reboot=") || !strings.Contains(console, "No init found") {
+		t.Errorf("console of the failed boot lacks the reboot= argument or the panic:\n%s", console)
+	}
 	e.ok("vm", "delete", "dud")
 	e.ok("image", "delete", "broken")
 	e.assertClean("after deleting the failed vm")
