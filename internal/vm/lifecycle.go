@@ -89,7 +89,6 @@ func (s *Service) startLocked(ctx context.Context, rec model.VMRecord, report fu
 			Hostname:  rec.Name,
 			MAC:       rec.Runtime.MACAddress,
 			FirstBoot: firstBoot.Image,
-			Reboot:    rebootMode(s.driver.Name()),
 		}),
 		Disks: []vmm.Disk{
 			systemDisk(rec),

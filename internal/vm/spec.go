@@ -99,22 +99,6 @@ type bootParams struct {
 	MAC      string
 	// FirstBoot boots image.FirstBootInit instead of the image's init.
 	FirstBoot bool
-	// Reboot is the kernel's reboot= mode (see rebootMode); empty
-	// leaves the kernel's default.
-	Reboot string
-}
-
-// rebootMode is the reboot= mode that makes a guest's reboot or panic
-// reach the VMM, which then exits (the VM stops): Firecracker emulates
-// the i8042 keyboard controller's reset for this ("k"); QEMU's microvm
-// has no i8042, and its ACPI reset does not always get through (a
-// panicked guest then hangs after "reboot: machine restart"), so a
-// triple fault ("t"), which always resets, and QEMU's -no-reboot exits.
-func rebootMode(driver string) string {
-	if driver == "firecracker" {
-		return "k"
-	}
-	return "t"
 }
 
 // kernelCmdline builds the guest kernel command line: the console, the
@@ -126,17 +110,12 @@ func kernelCmdline(p bootParams) string {
 		"rw",
 		"net.ifnames=0",
 		"panic=-1",
+		"banger.ip=" + p.GuestIP + "/" + p.Prefix,
+		"banger.gw=" + p.Gateway,
+		"banger.dns=" + p.DNS,
+		"banger.hostname=" + p.Hostname,
+		"banger.mac=" + p.MAC,
 	}
-	if p.Reboot != "" {
-		args = append(args, "reboot="+p.Reboot)
-	}
-	args = append(args,
-		"banger.ip="+p.GuestIP+"/"+p.Prefix,
-		"banger.gw="+p.Gateway,
-		"banger.dns="+p.DNS,
-		"banger.hostname="+p.Hostname,
-		"banger.mac="+p.MAC,
-	)
 	if p.FirstBoot {
 		args = append(args, "init="+image.FirstBootInit)
 	}

@@ -344,30 +344,11 @@ func TestKernelCmdline(t *testing.T) {
 				"banger.hostname=fb banger.mac=02:00:00:00:00:09 init=/usr/local/sbin/banger-firstboot",
 		},
 	}
-	tests = append(tests, struct {
-		name string
-		p    bootParams
-		want string
-	}{
-		name: "reboot mode",
-		p:    bootParams{GuestIP: "172.16.0.9", Prefix: "24", Gateway: "172.16.0.1", DNS: "1.1.1.1", Hostname: "r", MAC: "02:00:00:00:00:09", Reboot: "t"},
-		want: "console=ttyS0 root=/dev/vda rw net.ifnames=0 panic=-1 reboot=t " +
-			"banger.ip=172.16.0.9/24 banger.gw=172.16.0.1 banger.dns=1.1.1.1 " +
-			"banger.hostname=r banger.mac=02:00:00:00:00:09",
-	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := kernelCmdline(tt.p); got != tt.want {
 				t.Errorf("kernelCmdline:\n got %q\nwant %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestRebootMode(t *testing.T) {
-	for driver, want := range map[string]string{"qemu": "t", "firecracker": "k", "": "t"} {
-		if got := rebootMode(driver); got != want {
-			t.Errorf("rebootMode(%q): got %q, want %q", driver, got, want)
-		}
 	}
 }

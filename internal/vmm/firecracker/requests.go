@@ -174,7 +174,7 @@ func ConfigRequests(spec vmm.Spec, l Layout, v Version) ([]Request, error) {
 		{"PUT", "/logger", Logger{LogPath: l.Log, Level: level, ShowLevel: true}},
 		{"PUT", "/metrics", Metrics{MetricsPath: l.Metrics}},
 		{"PUT", "/machine-config", MachineConfig{VCPUCount: spec.VCPUs, MemSizeMiB: spec.MemoryMiB}},
-		{"PUT", "/boot-source", BootSource{KernelImagePath: l.Kernel, BootArgs: spec.Cmdline, InitrdPath: l.Initrd}},
+		{"PUT", "/boot-source", BootSource{KernelImagePath: l.Kernel, BootArgs: bootArgs(spec.Cmdline), InitrdPath: l.Initrd}},
 	}
 	for i, id := range vmm.DiskIDs(spec.Disks, driveIDRE) {
 		reqs = append(reqs, Request{"PUT", "/drives/" + id, Drive{
@@ -222,3 +222,8 @@ func errVersion(what string, v Version) error {
 }
 
 var errNoKernelCache = errors.New("kernel is not an uncompressed vmlinux and no kernel cache is configured to extract one")
+
+// bootArgs is the guest's command line with reboot=k: a guest's reboot
+// or panic resets through Firecracker's i8042 emulation, and
+// Firecracker exits.
+func bootArgs(cmdline string) string { return vmm.WithKernelArg(cmdline, "reboot", "k") }

@@ -83,7 +83,7 @@ func TestConfigRequests(t *testing.T) {
 		{"PUT", "/logger", `{"log_path":"/vms/demo/firecracker.log","level":"Info","show_level":true,"show_log_origin":false}`},
 		{"PUT", "/metrics", `{"metrics_path":"/vms/demo/firecracker-metrics.json"}`},
 		{"PUT", "/machine-config", `{"vcpu_count":2,"mem_size_mib":2048}`},
-		{"PUT", "/boot-source", `{"kernel_image_path":"/img/vmlinux","boot_args":"` + spec.Cmdline + `","initrd_path":"/img/initrd.img"}`},
+		{"PUT", "/boot-source", `{"kernel_image_path":"/img/vmlinux","boot_args":"` + spec.Cmdline + ` reboot=k","initrd_path":"/img/initrd.img"}`},
 		{"PUT", "/drives/system", `{"drive_id":"system","path_on_host":"/vms/demo/system.img","is_root_device":false,"is_read_only":false,"cache_type":"Writeback"}`},
 		{"PUT", "/drives/work", `{"drive_id":"work","path_on_host":"/vms/demo/work.ext4","is_root_device":false,"is_read_only":false,"cache_type":"Writeback"}`},
 		{"PUT", "/drives/seed", `{"drive_id":"seed","path_on_host":"/img/seed.ext4","is_root_device":false,"is_read_only":true,"cache_type":"Writeback"}`},

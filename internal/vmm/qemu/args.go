@@ -88,13 +88,16 @@ func Args(spec vmm.Spec, accel Accelerator, p Paths) []string {
 		// system_powerdown a power button press the guest sees.
 		"-M", machineType,
 	}
-	cmdline := spec.Cmdline
+	// microvm has no i8042, and its ACPI reset does not always reach
+	// QEMU (a panicked guest then hangs after "reboot: machine
+	// restart"): a triple fault always resets, and -no-reboot exits.
+	cmdline := vmm.WithKernelArg(spec.Cmdline, "reboot", "t")
 	if accel.Name == AccelKVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
 		args = append(args, "-accel", "tcg,thread=multi", "-cpu", "max")
-		if accel.TSCKHz > 0 && !strings.Contains(" "+cmdline, " tsc_early_khz=") {
-			cmdline = strings.TrimSpace(cmdline + " tsc_early_khz=" + strconv.Itoa(accel.TSCKHz))
+		if accel.TSCKHz > 0 {
+			cmdline = vmm.WithKernelArg(cmdline, "tsc_early_khz", strconv.Itoa(accel.TSCKHz))
 		}
 	}
 	args = append(args,
