@@ -72,14 +72,7 @@ type jailedHost struct {
 // in it is longer than a socket address holds.
 func newJailedHost(t *testing.T, release, version string, env map[string]string) *jailedHost {
 	t.Helper()
-	specPath, err := fctest.SDKSpecPath()
-	if err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	specPath, self := fakeBinaries(t)
 	bin := t.TempDir()
 	fc := filepath.Join(bin, "firecracker")
 	if err := os.Symlink(release, fc); err != nil {

@@ -45,16 +45,24 @@ type fixture struct {
 	record string
 }
 
-func newFixture(t *testing.T, env map[string]string) fixture {
+// fakeBinaries returns the path of Firecracker's API specification the
+// fake validates against, and this test binary, which plays the fakes.
+func fakeBinaries(t *testing.T) (specPath, self string) {
 	t.Helper()
 	specPath, err := fctest.SDKSpecPath()
 	if err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.Executable()
+	self, err = os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return specPath, self
+}
+
+func newFixture(t *testing.T, env map[string]string) fixture {
+	t.Helper()
+	specPath, self := fakeBinaries(t)
 	bin := filepath.Join(t.TempDir(), "firecracker")
 	record := filepath.Join(t.TempDir(), "requests.jsonl")
 	var script strings.Builder
